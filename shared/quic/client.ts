@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { buildConfig } from './config.js';
+import { QuicConnection, type HostPort } from './connection.js';
+import { QuicConnectTimeoutError, QuicConnectionRefusedError, QuicClosedError } from './errors.js';
+import { quiche } from './native.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
+import { bindUdp } from './socket.js';
+
+export interface QuicConnectOptions extends Partial<QuicTransportOptions>, TlsOptions {
+  alpn: string[];
+  host: string;
+  port: number;
+  /** Name checked against the server certificate and sent as SNI (default: host). */
+  serverName?: string;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Dial a QUIC server on a socket of its own. Resolves once the handshake is
+ * complete; rejects with a typed error on timeout, refusal or TLS failure.
+ */
+export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnection> {
+  const options = parseQuicOptions(opts);
+  const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const target = `${opts.host}:${opts.port}`;
+  const config = buildConfig(options, opts, false);
+  const { address, family } = await lookup(opts.host);
+  const socket = await bindUdp(family === 6 ? '::' : '0.0.0.0', 0, options.socketBuffer);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.connect(opts.port, address, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  const a = socket.address();
+  const local: HostPort = { host: a.address, port: a.port };
+  const remote: HostPort = { host: address, port: opts.port };
+  const native = quiche.Connection.connect(opts.serverName ?? opts.host, randomBytes(20), local, remote, config);
+  const conn = new QuicConnection(native, {
+    isServer: false,
+    options,
+    remote,
+    local,
+    sink: {
+      // The socket is connected: no per-packet address (and no lookup).
+      sendPacket: (buf, offset, length) => socket.send(buf, offset, length),
+      release: () => socket.close(),
+    },
+  });
+  socket.on('message', (msg) => conn.receive(msg, remote));
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket.
+    if (err.code === 'ECONNREFUSED' && !conn.established) conn.abort(new QuicConnectionRefusedError(target, err));
+  });
+
+  const timer = setTimeout(() => conn.abort(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      conn.once('established', resolve);
+      conn.closed.then((info) => reject(info.error ?? new QuicClosedError(info)));
+      conn.schedule();
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  return conn;
+}

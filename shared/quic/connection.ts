@@ -1,0 +1,437 @@
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import {
+  QuicClosedError,
+  QuicError,
+  QuicIdleTimeoutError,
+  QuicTlsError,
+  isCryptoError,
+  tlsAlertOf,
+  type QuicCloseInfo,
+} from './errors.js';
+import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnectionError, type Stats } from './native.js';
+import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
+import { QuicStream, type StreamHost } from './stream.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Where a connection's packets go: one shared server socket, or a client's own. */
+export interface PacketSink {
+  sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void;
+  /** The connection has ended; forget it (and close a client's socket). */
+  release(conn: QuicConnection): void;
+}
+
+// Packets handed to the socket per loop turn before reads get a turn again.
+const MAX_PACKETS_PER_TURN = 128;
+const SLAB_SIZE = 256 << 10;
+
+interface OpenWaiter {
+  resolve(stream: QuicStream): void;
+  reject(err: Error): void;
+}
+
+export interface CloseOptions {
+  /** Application error code sent to the peer (default 0). */
+  code?: number;
+  reason?: string;
+  /** Let open streams finish for up to this long before resetting them (default 0). */
+  graceMs?: number;
+}
+
+/**
+ * One QUIC connection driven by our own loop: packets in → quiche → stream
+ * reads; stream writes → quiche → packets out; one timer from quiche's
+ * timeout(). Every turn of the loop runs in one setImmediate after a batch of
+ * datagrams or writes, so reads are batched and writes coalesce.
+ */
+export class QuicConnection extends EventEmitter implements StreamHost {
+  readonly native: NativeConnection;
+  readonly isServer: boolean;
+  readonly remoteAddress: HostPort;
+  readonly localAddress: HostPort;
+  /** Resolves (never rejects) once the connection has ended, with why. */
+  readonly closed: Promise<QuicCloseInfo>;
+
+  readonly #options: QuicTransportOptions;
+  readonly #sink: PacketSink;
+  readonly #streams = new Map<number, QuicStream>();
+  readonly #writers = new Set<QuicStream>();
+  readonly #readers = new Set<QuicStream>();
+  readonly #waiters: OpenWaiter[] = [];
+  // Peer-opened stream ids not seen yet (ids below the highest seen, when packets reorder).
+  readonly #peerGaps = new Set<number>();
+  #nextPeerId: number;
+  #nextLocalId: number;
+  // Local streams handed out but not yet created in quiche: they still need the peer's credit.
+  #reserved = 0;
+
+  #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #timerDeadline = 0;
+  #keepAlive: NodeJS.Timeout | undefined;
+  #slab = Buffer.allocUnsafe(SLAB_SIZE);
+  #slabOffset = 0;
+
+  #established = false;
+  #closing = false;
+  #final = false;
+  #abortError: QuicError | undefined;
+  #closeRequest: { code: number; reason: string } | undefined;
+  #resolveClosed!: (info: QuicCloseInfo) => void;
+
+  constructor(
+    native: NativeConnection,
+    init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort },
+  ) {
+    super();
+    this.native = native;
+    this.isServer = init.isServer;
+    this.#options = init.options;
+    this.#sink = init.sink;
+    this.remoteAddress = init.remote;
+    this.localAddress = init.local;
+    // Bidi stream ids: client-opened 0, 4, 8…; server-opened 1, 5, 9…
+    this.#nextLocalId = init.isServer ? 1 : 0;
+    this.#nextPeerId = init.isServer ? 0 : 1;
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  get established(): boolean {
+    return this.#established;
+  }
+
+  get isClosing(): boolean {
+    return this.#closing || this.#final;
+  }
+
+  /** Streams open right now (either side opened them). */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** The negotiated ALPN protocol. */
+  get alpn(): string {
+    return Buffer.from(this.native.applicationProto()).toString();
+  }
+
+  /** The SNI the client asked for (server side). */
+  get serverName(): string | null {
+    return this.native.serverName();
+  }
+
+  /** The peer's certificate chain, DER-encoded, leaf first. */
+  peerCertificates(): Buffer[] {
+    return (this.native.peerCertChain() ?? []).map((c) => Buffer.from(c));
+  }
+
+  stats(): Stats {
+    return this.native.stats();
+  }
+
+  /**
+   * Open a bidirectional stream. Waits for the peer's stream credit instead of
+   * failing when the peer's limit is reached; rejects once the connection closes.
+   */
+  openStream(): Promise<QuicStream> {
+    if (this.#closing || this.#final) return Promise.reject(this.#closedError());
+    if (this.#waiters.length === 0 && this.#credit() > 0) return Promise.resolve(this.#createLocalStream());
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Close the connection. Open streams get `graceMs` to finish and are then
+   * reset; the returned promise always settles, even if the peer is gone.
+   */
+  close(options: CloseOptions = {}): Promise<QuicCloseInfo> {
+    if (!this.#closing && !this.#final) {
+      this.#closing = true;
+      this.#closeRequest = { code: options.code ?? 0, reason: options.reason ?? '' };
+      this.#rejectWaiters();
+      const grace = options.graceMs ?? 0;
+      if (grace > 0 && this.#streams.size > 0) {
+        const deadline = setTimeout(() => this.#closeNow(), grace);
+        const check = (): void => {
+          if (this.#streams.size === 0) {
+            clearTimeout(deadline);
+            this.#closeNow();
+          }
+        };
+        this.on('streamClosed', check);
+      } else {
+        this.#closeNow();
+      }
+    }
+    return this.closed;
+  }
+
+  // --- used by endpoints -------------------------------------------------
+
+  /** A datagram for this connection arrived. */
+  receive(data: Buffer, from: HostPort): void {
+    if (this.#final) return;
+    try {
+      this.native.recv(data, { from, to: this.localAddress });
+    } catch {
+      // A packet quiche rejects (undecryptable, stale) is dropped; fatal errors surface as isClosed().
+    }
+    this.schedule();
+  }
+
+  /** End the connection at once with a local error (connect timeout, refused). */
+  abort(err: QuicError): void {
+    if (this.#final) return;
+    this.#abortError ??= err;
+    this.#finalize();
+  }
+
+  /** Run one loop turn soon (after the current batch of I/O). */
+  schedule(): void {
+    if (this.#scheduled || this.#final) return;
+    this.#scheduled = true;
+    setImmediate(this.#turn);
+  }
+
+  // --- StreamHost ----------------------------------------------------------
+
+  wantWrite(stream: QuicStream): void {
+    this.#writers.add(stream);
+    this.schedule();
+  }
+
+  wantRead(stream: QuicStream): void {
+    this.#readers.add(stream);
+    this.schedule();
+  }
+
+  streamCreated(stream: QuicStream): void {
+    if (stream.id % 2 === this.#nextLocalId % 2) this.#reserved--;
+  }
+
+  streamClosed(stream: QuicStream, unfinished: { read: boolean; write: boolean }, code: number): void {
+    if (this.#streams.get(stream.id) !== stream) return;
+    this.#streams.delete(stream.id);
+    this.#writers.delete(stream);
+    this.#readers.delete(stream);
+    if (!stream.created) {
+      // Never reached the wire: just give back the credit it held.
+      this.#reserved--;
+    } else if (!this.#final) {
+      // Shutting down unfinished directions sends RESET_STREAM / STOP_SENDING so
+      // the peer stops, and quiche can collect the stream and return its credit.
+      if (unfinished.read) this.#shutdown(stream.id, SHUTDOWN_READ, code);
+      if (unfinished.write) this.#shutdown(stream.id, SHUTDOWN_WRITE, code);
+      this.schedule();
+    }
+    this.emit('streamClosed', stream);
+  }
+
+  // --- the loop -----------------------------------------------------------
+
+  readonly #turn = (): void => {
+    this.#scheduled = false;
+    if (this.#final) return;
+    const native = this.native;
+
+    // Reads first: they free flow-control credit and keep the socket buffer drained.
+    if (this.#readers.size > 0) {
+      for (const s of this.#readers) s.pull();
+      this.#readers.clear();
+    }
+    if (native.isReadable()) {
+      for (const id of native.readable()) this.#onReadable(id);
+    }
+    if (this.#writers.size > 0) {
+      for (const s of this.#writers) if (!s.pump()) this.#writers.delete(s);
+    }
+    while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
+
+    this.#flush();
+
+    if (!this.#established && native.isEstablished()) this.#onEstablished();
+    if (native.isClosed()) this.#finalize();
+    else this.#armTimer();
+  };
+
+  #flush(): void {
+    const native = this.native;
+    const max = this.#options.maxUdpPayload;
+    for (let i = 0; i < MAX_PACKETS_PER_TURN; i++) {
+      if (SLAB_SIZE - this.#slabOffset < max) {
+        // The socket may still hold the old slab's packets: start a new one.
+        this.#slab = Buffer.allocUnsafe(SLAB_SIZE);
+        this.#slabOffset = 0;
+      }
+      let r: [number, unknown] | null;
+      try {
+        r = native.send(this.#slab.subarray(this.#slabOffset, this.#slabOffset + max));
+      } catch {
+        // quiche closes the connection on fatal send errors; isClosed() reports it.
+        return;
+      }
+      if (r === null) return;
+      const len = r[0];
+      this.#sink.sendPacket(this.#slab, this.#slabOffset, len, this.remoteAddress);
+      this.#slabOffset += len;
+    }
+    // More to send: yield so reads (acks) get their turn, then continue.
+    this.schedule();
+  }
+
+  #armTimer(): void {
+    const ms = this.native.timeout();
+    if (ms === null) {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    const deadline = performance.now() + ms;
+    // Re-arming costs more than firing a little early; keep a timer that is close enough.
+    if (this.#timer && Math.abs(deadline - this.#timerDeadline) < 1) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerDeadline = deadline;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, Math.ceil(ms)));
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#final) return;
+    this.native.onTimeout();
+    this.#turn();
+  };
+
+  #onEstablished(): void {
+    this.#established = true;
+    const every = this.#options.keepAliveMs;
+    if (every > 0) {
+      this.#keepAlive = setInterval(() => {
+        if (this.#final || this.#closing) return;
+        this.native.sendAckEliciting();
+        this.schedule();
+      }, every);
+      this.#keepAlive.unref();
+    }
+    this.emit('established');
+  }
+
+  #onReadable(id: number): void {
+    let stream = this.#streams.get(id);
+    if (!stream) {
+      if (id % 2 === this.#nextPeerId % 2 && (id >= this.#nextPeerId || this.#peerGaps.has(id))) {
+        stream = this.#acceptPeerStream(id);
+        if (!stream) return;
+      } else {
+        // Data for a stream we already let go of: tell quiche to drop it.
+        this.#shutdown(id, SHUTDOWN_READ, 0);
+        return;
+      }
+    }
+    stream.pull();
+  }
+
+  #acceptPeerStream(id: number): QuicStream | undefined {
+    for (let gap = this.#nextPeerId; gap < id; gap += 4) this.#peerGaps.add(gap);
+    this.#peerGaps.delete(id);
+    if (id >= this.#nextPeerId) this.#nextPeerId = id + 4;
+    if (this.#closing) {
+      this.#shutdown(id, SHUTDOWN_READ, 0);
+      this.#shutdown(id, SHUTDOWN_WRITE, 0);
+      return undefined;
+    }
+    const stream = new QuicStream(this, id, true, this.#options.streamWriteBuffer);
+    this.#streams.set(id, stream);
+    this.emit('stream', stream);
+    return stream;
+  }
+
+  #createLocalStream(): QuicStream {
+    const id = this.#nextLocalId;
+    this.#nextLocalId += 4;
+    this.#reserved++;
+    const stream = new QuicStream(this, id, false, this.#options.streamWriteBuffer);
+    this.#streams.set(id, stream);
+    return stream;
+  }
+
+  #credit(): number {
+    return this.native.peerStreamsLeftBidi() - this.#reserved;
+  }
+
+  #shutdown(id: number, direction: number, code: number): void {
+    try {
+      this.native.streamShutdown(id, direction, code);
+    } catch {
+      // Already finished or collected on that side: nothing to stop.
+    }
+  }
+
+  #closeNow(): void {
+    if (this.#final) return;
+    const { code, reason } = this.#closeRequest ?? { code: 0, reason: '' };
+    // Our own close ends the streams without an error, as closing a socket would.
+    for (const s of [...this.#streams.values()]) s.destroy();
+    try {
+      this.native.close(true, code, Buffer.from(reason));
+    } catch {
+      // Already closing (quiche says Done).
+    }
+    this.#turn();
+    // quiche drains for 3 PTO after CONNECTION_CLOSE; cap the wait whatever the PTO.
+    if (!this.#final) setTimeout(() => this.#finalize(), CLOSE_DRAIN_LIMIT_MS).unref();
+  }
+
+  #rejectWaiters(): void {
+    const err = this.#closedError();
+    for (const w of this.#waiters.splice(0)) w.reject(err);
+  }
+
+  #closedError(): QuicError {
+    return this.#abortError ?? this.closeInfo().error ?? new QuicClosedError(this.closeInfo());
+  }
+
+  /** Why the connection ended (or is ending), from quiche's view and ours. */
+  closeInfo(): QuicCloseInfo {
+    if (this.#abortError) return { byPeer: false, app: false, code: 0, reason: this.#abortError.message, error: this.#abortError };
+    const peer = this.native.peerError();
+    if (peer) return describe(peer, true);
+    const local = this.native.localError();
+    if (local) return describe(local, false);
+    if (this.native.isTimedOut()) {
+      return { byPeer: false, app: false, code: 0, reason: 'idle timeout', error: new QuicIdleTimeoutError(this.#options.idleTimeoutMs) };
+    }
+    const req = this.#closeRequest ?? { code: 0, reason: '' };
+    return { byPeer: false, app: true, code: req.code, reason: req.reason };
+  }
+
+  #finalize(): void {
+    if (this.#final) return;
+    this.#final = true;
+    this.#closing = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#keepAlive) clearInterval(this.#keepAlive);
+    const info = this.closeInfo();
+    const err = info.error ?? new QuicClosedError(info);
+    for (const s of [...this.#streams.values()]) s.destroy(err);
+    this.#streams.clear();
+    this.#writers.clear();
+    this.#readers.clear();
+    for (const w of this.#waiters.splice(0)) w.reject(err);
+    this.#sink.release(this);
+    this.#resolveClosed(info);
+    if (info.error && this.listenerCount('error') > 0) this.emit('error', info.error);
+    this.emit('close', info);
+  }
+}
+
+function describe(e: NativeConnectionError, byPeer: boolean): QuicCloseInfo {
+  const reason = Buffer.from(e.reason).toString();
+  const info: QuicCloseInfo = { byPeer, app: e.isApp, code: e.errorCode, reason };
+  if (!e.isApp && isCryptoError(e.errorCode)) info.error = new QuicTlsError(tlsAlertOf(e.errorCode), byPeer, reason || undefined);
+  else if (!e.isApp && e.errorCode !== 0) {
+    info.error = new QuicError('ERR_QUIC_PROTOCOL', `QUIC transport error 0x${e.errorCode.toString(16)} (${byPeer ? 'peer' : 'local'})${reason ? `: ${reason}` : ''}`);
+  }
+  return info;
+}

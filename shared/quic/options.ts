@@ -1,0 +1,114 @@
+// Transport options with the defaults we chose and why. parseQuicOptions()
+// normalises a partial object and rejects values quiche would misbehave on.
+
+/** Keep the handshake and every packet under the path MTU of ordinary networks. */
+export const DEFAULT_MAX_UDP_PAYLOAD = 1350;
+/** A node keeps an idle tunnel for a minute (the seed's --max-idle-timeout). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** Ping well inside the idle timeout so NATs and the peer keep the path (the seed's --keep-alive-period). */
+export const DEFAULT_KEEP_ALIVE_MS = 30_000;
+/** A dial to nothing must fail, not wait forever. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * Initial per-stream receive window. Small enough that a stream whose reader
+ * stalls pins little of the connection window; quiche grows it (up to the max
+ * below) for streams whose reader keeps up.
+ */
+export const DEFAULT_STREAM_WINDOW = 1 << 20;
+export const DEFAULT_MAX_STREAM_WINDOW = 8 << 20;
+/**
+ * Connection receive window: several stalled streams' windows fit in it with
+ * room left for the others, so one stalled reader cannot freeze the tunnel.
+ */
+export const DEFAULT_CONNECTION_WINDOW = 24 << 20;
+export const DEFAULT_MAX_CONNECTION_WINDOW = 48 << 20;
+/** Concurrent streams the peer may open; openStream() waits for credit beyond it. */
+export const DEFAULT_MAX_STREAMS = 512;
+/** cubic gave the best throughput on loopback and over loss; bbr was slower. */
+export const DEFAULT_CONGESTION_CONTROL = 'cubic';
+/** Bytes a stream buffers in JS before write() reports backpressure. */
+export const DEFAULT_STREAM_WRITE_BUFFER = 256 << 10;
+/** How long close() lets open streams finish before resetting them. */
+export const DEFAULT_CLOSE_GRACE_MS = 0;
+/** After CONNECTION_CLOSE, quiche drains for 3 PTO; never wait longer than this. */
+export const CLOSE_DRAIN_LIMIT_MS = 3_000;
+
+export type CongestionControl = 'cubic' | 'reno' | 'bbr';
+
+export interface QuicTransportOptions {
+  /** ALPN protocols offered (client) or accepted (server). Required. */
+  alpn: string[];
+  idleTimeoutMs: number;
+  /** 0 disables keep-alive pings. */
+  keepAliveMs: number;
+  streamWindow: number;
+  maxStreamWindow: number;
+  connectionWindow: number;
+  maxConnectionWindow: number;
+  /** Bidirectional streams the peer may have open at once. */
+  maxStreams: number;
+  congestionControl: CongestionControl;
+  maxUdpPayload: number;
+  streamWriteBuffer: number;
+  /** Socket buffer sizes (bytes); the kernel caps them at net.core.[rw]mem_max. */
+  socketBuffer: number;
+}
+
+export interface TlsOptions {
+  /** PEM private key and certificate chain (required on the server). */
+  key?: string | Buffer;
+  cert?: string | Buffer;
+  /** PEM CA bundle the peer's certificate must chain to. */
+  ca?: string | Buffer;
+  /** Verify the peer's certificate (clients: default true). */
+  verifyPeer?: boolean;
+}
+
+export const DEFAULT_SOCKET_BUFFER = 4 << 20;
+
+export function parseQuicOptions(
+  partial: Partial<QuicTransportOptions> & { alpn?: string[] },
+  defaults: Partial<QuicTransportOptions> = {},
+): QuicTransportOptions {
+  const o: QuicTransportOptions = {
+    alpn: [],
+    idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+    keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
+    streamWindow: DEFAULT_STREAM_WINDOW,
+    maxStreamWindow: DEFAULT_MAX_STREAM_WINDOW,
+    connectionWindow: DEFAULT_CONNECTION_WINDOW,
+    maxConnectionWindow: DEFAULT_MAX_CONNECTION_WINDOW,
+    maxStreams: DEFAULT_MAX_STREAMS,
+    congestionControl: DEFAULT_CONGESTION_CONTROL,
+    maxUdpPayload: DEFAULT_MAX_UDP_PAYLOAD,
+    streamWriteBuffer: DEFAULT_STREAM_WRITE_BUFFER,
+    socketBuffer: DEFAULT_SOCKET_BUFFER,
+    ...defaults,
+    ...stripUndefined(partial),
+  };
+  if (!Array.isArray(o.alpn) || o.alpn.length === 0 || o.alpn.some((p) => typeof p !== 'string' || p.length === 0 || p.length > 255)) {
+    throw new TypeError('alpn: give at least one protocol name of 1-255 bytes');
+  }
+  for (const key of ['idleTimeoutMs', 'keepAliveMs', 'streamWindow', 'maxStreamWindow', 'connectionWindow', 'maxConnectionWindow', 'maxStreams', 'maxUdpPayload', 'streamWriteBuffer', 'socketBuffer'] as const) {
+    const v = o[key];
+    if (!Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected a non-negative number, got ${String(v)}`);
+  }
+  if (o.idleTimeoutMs === 0) throw new TypeError('idleTimeoutMs: 0 would never notice a dead peer; give a timeout');
+  if (o.keepAliveMs >= o.idleTimeoutMs) {
+    throw new TypeError(`keepAliveMs (${o.keepAliveMs}) must be shorter than idleTimeoutMs (${o.idleTimeoutMs}), or the connection idles out between pings`);
+  }
+  if (o.maxUdpPayload < 1200 || o.maxUdpPayload > 65527) throw new TypeError('maxUdpPayload: QUIC needs 1200..65527 bytes');
+  if (o.maxStreamWindow < o.streamWindow) o.maxStreamWindow = o.streamWindow;
+  if (o.maxConnectionWindow < o.connectionWindow) o.maxConnectionWindow = o.connectionWindow;
+  if (o.connectionWindow < o.streamWindow) {
+    throw new TypeError('connectionWindow must be at least streamWindow, or one stream can use up the whole connection');
+  }
+  if (!['cubic', 'reno', 'bbr'].includes(o.congestionControl)) {
+    throw new TypeError(`congestionControl: one of cubic, reno, bbr (got ${String(o.congestionControl)})`);
+  }
+  return o;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

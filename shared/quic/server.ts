@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import type dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { buildConfig } from './config.js';
+import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
+import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
+import { parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
+import { bindUdp } from './socket.js';
+
+/** Length of the connection ids we issue; short-header packets are routed by it. */
+const CID_LEN = 20;
+/** RFC 9000 §14.1: a client's first datagram is padded to at least 1200 bytes. */
+const MIN_INITIAL_SIZE = 1200;
+
+export interface QuicServerOptions extends Partial<QuicTransportOptions>, TlsOptions {
+  alpn: string[];
+  host?: string;
+  port?: number;
+}
+
+/**
+ * A QUIC server endpoint: one UDP socket, connections routed by destination
+ * connection id. Emits 'connection' once a handshake completes.
+ */
+export class QuicServer extends EventEmitter implements PacketSink {
+  readonly #socket: dgram.Socket;
+  readonly #config: Config;
+  readonly #options: QuicTransportOptions;
+  readonly #local: HostPort;
+  readonly #routes = new Map<string, QuicConnection>();
+  readonly #connections = new Set<QuicConnection>();
+  #closing = false;
+
+  private constructor(socket: dgram.Socket, config: Config, options: QuicTransportOptions) {
+    super();
+    this.#socket = socket;
+    this.#config = config;
+    this.#options = options;
+    const a = socket.address();
+    this.#local = { host: a.address, port: a.port };
+    socket.on('message', this.#onMessage);
+    // ICMP errors for one client's address must not take the endpoint down.
+    socket.on('error', () => {});
+  }
+
+  static async listen(opts: QuicServerOptions): Promise<QuicServer> {
+    if (!opts.key || !opts.cert) throw new TypeError('QUIC server: key and cert (PEM) are required');
+    const options = parseQuicOptions(opts);
+    const config = buildConfig(options, opts, true);
+    const socket = await bindUdp(opts.host ?? '127.0.0.1', opts.port ?? 0, options.socketBuffer);
+    return new QuicServer(socket, config, options);
+  }
+
+  address(): HostPort {
+    return { ...this.#local };
+  }
+
+  get connections(): ReadonlySet<QuicConnection> {
+    return this.#connections;
+  }
+
+  /** Stop accepting, close every connection (after `graceMs` for open streams), then the socket. */
+  async close(options: CloseOptions = {}): Promise<void> {
+    this.#closing = true;
+    await Promise.all([...this.#connections].map((c) => c.close(options)));
+    await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+  }
+
+  sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void {
+    this.#socket.send(buf, offset, length, to.port, to.host);
+  }
+
+  release(conn: QuicConnection): void {
+    this.#connections.delete(conn);
+    for (const [key, c] of this.#routes) if (c === conn) this.#routes.delete(key);
+  }
+
+  readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    const key = routingKey(msg);
+    if (key === undefined) return;
+    const conn = this.#routes.get(key) ?? this.#accept(msg, rinfo, key);
+    conn?.receive(msg, { host: rinfo.address, port: rinfo.port });
+  };
+
+  #accept(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): QuicConnection | undefined {
+    // Short-header packets for unknown ids (a connection we dropped) are ignored.
+    if (this.#closing || (msg[0]! & 0x80) === 0) return undefined;
+    let header;
+    try {
+      header = quiche.Header.fromSlice(msg, CID_LEN);
+    } catch {
+      return undefined; // not QUIC
+    }
+    if (!quiche.versionIsSupported(header.version)) {
+      const out = Buffer.allocUnsafe(this.#options.maxUdpPayload);
+      const len = quiche.negotiateVersion(header.scid, header.dcid, out);
+      this.#socket.send(out, 0, len, rinfo.port, rinfo.address);
+      return undefined;
+    }
+    if (header.ty !== PACKET_TYPE_INITIAL || msg.length < MIN_INITIAL_SIZE) return undefined;
+    const scid = randomBytes(CID_LEN);
+    const remote = { host: rinfo.address, port: rinfo.port };
+    const native = quiche.Connection.accept(scid, null, this.#local, remote, this.#config);
+    const conn = new QuicConnection(native, { isServer: true, options: this.#options, sink: this, remote, local: this.#local });
+    // Initials keep arriving on the client's chosen id; later packets use ours.
+    this.#routes.set(key, conn);
+    this.#routes.set(scid.toString('latin1'), conn);
+    this.#connections.add(conn);
+    conn.once('established', () => this.emit('connection', conn));
+    return conn;
+  }
+}
+
+/** The destination connection id as a map key, parsed without calling into quiche. */
+function routingKey(msg: Buffer): string | undefined {
+  if (msg.length < 1 + CID_LEN) return undefined;
+  if ((msg[0]! & 0x80) === 0) return msg.toString('latin1', 1, 1 + CID_LEN);
+  const len = msg[5]!;
+  if (len > CID_LEN || msg.length < 6 + len) return undefined;
+  return msg.toString('latin1', 6, 6 + len);
+}

@@ -1,0 +1,255 @@
+import { Duplex } from 'node:stream';
+import { QuicError, QuicStreamResetError } from './errors.js';
+import type { NativeConnection } from './native.js';
+
+const EMPTY = new Uint8Array(0);
+// Largest read taken from quiche in one call; bigger reads mean fewer JS↔native crossings.
+const READ_CHUNK = 64 << 10;
+// One scratch buffer for every stream: reads are copied out at once, and JS is single-threaded.
+const scratch = Buffer.allocUnsafe(READ_CHUNK);
+
+/** What a stream needs from its connection: kept narrow so the two stay decoupled. */
+export interface StreamHost {
+  readonly native: NativeConnection;
+  readonly remoteAddress: { host: string; port: number };
+  readonly localAddress: { host: string; port: number };
+  /** The stream has queued output (or a FIN) to hand to quiche. */
+  wantWrite(stream: QuicStream): void;
+  /** The stream's reader asked for more after backpressure. */
+  wantRead(stream: QuicStream): void;
+  /** First bytes (or FIN) accepted by quiche: the stream now exists on the wire. */
+  streamCreated(stream: QuicStream): void;
+  /** The stream is gone; reset whichever directions did not finish. */
+  streamClosed(stream: QuicStream, unfinished: { read: boolean; write: boolean }, code: number): void;
+}
+
+/**
+ * One bidirectional QUIC stream as a Node Duplex, usable as a socket by
+ * node:http on either side. Writes are queued in JS and handed to quiche by
+ * the connection's loop, so the FIN rides on the last data write; reads stop
+ * pulling from quiche while the consumer is behind, which lets QUIC flow
+ * control push back on the peer.
+ */
+export class QuicStream extends Duplex {
+  readonly id: number;
+  readonly #host: StreamHost;
+  readonly #native: NativeConnection;
+  readonly #writeBuffer: number;
+
+  #created: boolean;
+  #readPaused = false;
+  #readDone = false;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #writeCb: ((err?: Error | null) => void) | undefined;
+  #finalCb: ((err?: Error | null) => void) | undefined;
+  #finRequested = false;
+  #finSent = false;
+  #resetCode = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(host: StreamHost, id: number, created: boolean, writeBuffer: number) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 256 << 10, writableHighWaterMark: 64 << 10 });
+    this.#host = host;
+    this.#native = host.native;
+    this.id = id;
+    this.#created = created;
+    this.#writeBuffer = writeBuffer;
+  }
+
+  get created(): boolean {
+    return this.#created;
+  }
+
+  // net.Socket look-alikes that node:http reads or calls.
+  get remoteAddress(): string {
+    return this.#host.remoteAddress.host;
+  }
+  get remotePort(): number {
+    return this.#host.remoteAddress.port;
+  }
+  get localAddress(): string {
+    return this.#host.localAddress.host;
+  }
+  get localPort(): number {
+    return this.#host.localAddress.port;
+  }
+  get remoteFamily(): string {
+    return this.remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+  }
+  readonly encrypted = true;
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  /** Like net.Socket#setTimeout: emit 'timeout' after `ms` without reads or writes (0 turns it off). */
+  setTimeout(ms: number, onTimeout?: () => void): this {
+    if (onTimeout) this.once('timeout', onTimeout);
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = ms > 0 && !this.destroyed ? setTimeout(() => this.emit('timeout'), ms) : undefined;
+    this.#idleTimer?.unref();
+    return this;
+  }
+
+  /** Abandon the stream in both directions with an application error code. */
+  reset(code = 0): void {
+    this.#resetCode = code;
+    this.destroy();
+  }
+
+  /** Pull what quiche holds for this stream, until it is empty or our reader is full. */
+  pull(): void {
+    if (this.#readDone || this.#readPaused || this.destroyed) return;
+    for (;;) {
+      let r: [number, boolean] | null;
+      try {
+        r = this.#native.streamRecv(this.id, scratch);
+      } catch (err) {
+        this.#fail(err);
+        return;
+      }
+      if (r === null) return;
+      const [n, fin] = r;
+      this.#idleTimer?.refresh();
+      const more = n > 0 ? this.push(Buffer.from(scratch.subarray(0, n))) : true;
+      if (fin) {
+        this.#readDone = true;
+        this.push(null);
+        return;
+      }
+      if (!more) {
+        this.#readPaused = true;
+        return;
+      }
+    }
+  }
+
+  /** Hand queued output to quiche. Returns true while something is still waiting for capacity. */
+  pump(): boolean {
+    if (this.destroyed) return false;
+    while (this.#queue.length > 0) {
+      const chunk = this.#queue[0]!;
+      const last = this.#finRequested && this.#queue.length === 1;
+      let sent: number | null;
+      try {
+        sent = this.#native.streamSend(this.id, chunk, last);
+      } catch (err) {
+        this.#fail(err);
+        return false;
+      }
+      if (sent === null) return true;
+      this.#markCreated();
+      this.#queued -= sent;
+      if (sent < chunk.length) {
+        // quiche took part: the rest (and any FIN) waits for more credit.
+        this.#queue[0] = chunk.subarray(sent);
+        this.#releaseWriter();
+        return true;
+      }
+      this.#queue.shift();
+      if (last) this.#finSent = true;
+    }
+    if (this.#finRequested && !this.#finSent) {
+      let sent: number | null;
+      try {
+        sent = this.#native.streamSend(this.id, EMPTY, true);
+      } catch (err) {
+        this.#fail(err);
+        return false;
+      }
+      if (sent === null) return true;
+      this.#markCreated();
+      this.#finSent = true;
+    }
+    this.#idleTimer?.refresh();
+    // Releasing the writer can re-enter _write synchronously and queue more.
+    this.#releaseWriter();
+    if (this.#finSent && this.#finalCb) {
+      const cb = this.#finalCb;
+      this.#finalCb = undefined;
+      cb();
+    }
+    return this.#queue.length > 0 || (this.#finRequested && !this.#finSent);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#enqueue(chunk);
+    if (this.#queued <= this.#writeBuffer) cb();
+    else this.#writeCb = cb;
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.#enqueue(chunk);
+    if (this.#queued <= this.#writeBuffer) cb();
+    else this.#writeCb = cb;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#finRequested = true;
+    this.#finalCb = cb;
+    this.#host.wantWrite(this);
+  }
+
+  override _read(): void {
+    if (!this.#readPaused) return;
+    this.#readPaused = false;
+    this.#host.wantRead(this);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    const code = err instanceof QuicStreamResetError ? err.resetCode : this.#resetCode;
+    this.#queue = [];
+    this.#queued = 0;
+    // A pending write or end callback must not be left hanging.
+    const pending = this.#writeCb ?? this.#finalCb;
+    this.#writeCb = this.#finalCb = undefined;
+    this.#host.streamClosed(this, { read: !this.#readDone, write: !this.#finSent }, code);
+    pending?.(err ?? new QuicError('ERR_QUIC_CLOSED', `stream ${this.id} destroyed`));
+    cb(err);
+  }
+
+  #enqueue(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
+    this.#host.wantWrite(this);
+  }
+
+  #releaseWriter(): void {
+    if (this.#writeCb && this.#queued <= this.#writeBuffer) {
+      const cb = this.#writeCb;
+      this.#writeCb = undefined;
+      cb();
+    }
+  }
+
+  #markCreated(): void {
+    if (this.#created) return;
+    this.#created = true;
+    this.#host.streamCreated(this);
+  }
+
+  /** quiche reports stream errors as Error strings; turn them into ours. */
+  #fail(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    const reset = /Stream(?:Reset|Stopped)\((\d+)\)/.exec(message);
+    if (reset) {
+      // The peer abandoned one direction; quiche already finished that side.
+      if (message.startsWith('StreamReset')) this.#readDone = true;
+      else this.#finSent = true;
+      this.destroy(new QuicStreamResetError(this.id, Number(reset[1])));
+      return;
+    }
+    this.destroy(new QuicError('ERR_QUIC_PROTOCOL', `stream ${this.id}: ${message}`, { cause: err }));
+  }
+}
