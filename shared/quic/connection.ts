@@ -235,8 +235,17 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#scheduled = false;
     if (this.#final) return;
     const native = this.native;
+    // Announce the connection before its first streams, so 'stream' has a listener.
+    if (!this.#established && native.isEstablished()) this.#onEstablished();
 
-    // Reads first: they free flow-control credit and keep the socket buffer drained.
+    // Writes queued before this turn go to quiche first. Writes made while the
+    // reads below are delivered wait for the next turn, after Node's nextTick
+    // queue has run: an end() that follows a read (as pipe() does) then carries
+    // its FIN on the data. quiche 0.18 never retransmits a FIN sent on its own
+    // once the data before it is acknowledged, so a lost one would leave the
+    // peer waiting for the end forever.
+    const blocked = this.#writers.size > 0 ? this.#pumpWriters() : undefined;
+
     if (this.#readers.size > 0) {
       for (const s of this.#readers) s.pull();
       this.#readers.clear();
@@ -244,14 +253,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (native.isReadable()) {
       for (const id of native.readable()) this.#onReadable(id);
     }
-    if (this.#writers.size > 0) {
-      for (const s of this.#writers) if (!s.pump()) this.#writers.delete(s);
-    }
     while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
 
     this.#flush();
+    // Sending can free capacity (quiche recomputes it while it builds packets) with
+    // no later event to retry on: a writer left blocked now could wait forever.
+    if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
 
-    if (!this.#established && native.isEstablished()) this.#onEstablished();
     if (native.isClosed()) this.#finalize();
     else this.#armTimer();
   };
@@ -279,6 +287,34 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
     // More to send: yield so reads (acks) get their turn, then continue.
     this.schedule();
+  }
+
+  /** Hand every pending writer's output to quiche; returns those still blocked. */
+  #pumpWriters(): QuicStream[] {
+    const writers = [...this.#writers];
+    this.#writers.clear();
+    const blocked: QuicStream[] = [];
+    for (const s of writers) if (s.pump()) blocked.push(s);
+    for (const s of blocked) this.#writers.add(s);
+    return blocked;
+  }
+
+  /** Pump the blocked writers that quiche has capacity for now; true if any moved. */
+  #pumpUnblocked(blocked: QuicStream[]): boolean {
+    let moved = false;
+    for (const s of blocked) {
+      if (!this.#writers.has(s)) continue;
+      let capacity = 0;
+      try {
+        capacity = this.native.streamCapacity(s.id);
+      } catch {
+        capacity = 1; // stopped or not yet created: pump() sorts it out
+      }
+      if (capacity === 0) continue;
+      moved = true;
+      if (!s.pump()) this.#writers.delete(s);
+    }
+    return moved;
   }
 
   #armTimer(): void {
