@@ -1,0 +1,123 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { parseGroups, type GroupsConfig } from './groups.js';
+import type { GroupsSource } from './source.js';
+
+/** Editors and `kubectl` touch a file several times per save; one reload per burst is enough. */
+export const DEFAULT_WATCH_DEBOUNCE_MS = 100;
+
+async function readGroupsText(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ source: path, message: `cannot read tunnel groups file: ${(err as Error).message}` }], { cause: err });
+  }
+}
+
+function parseGroupsText(text: string, path: string): Promise<GroupsConfig> {
+  return parseGroups(text, path, { baseDir: dirname(resolve(path)) });
+}
+
+/** Reads and parses a groups file; token paths in it are relative to its directory. */
+export async function loadGroupsFile(path: string): Promise<GroupsConfig> {
+  return parseGroupsText(await readGroupsText(path), path);
+}
+
+/** Two configs are the same if they serialize the same (token file contents included, as hashes). */
+function fingerprint(config: GroupsConfig): string {
+  return JSON.stringify([...config.groups.values()]);
+}
+
+/**
+ * A groups file that can be watched. It watches the file's directory rather than the file,
+ * because the usual ways to update a config replace the file instead of writing into it:
+ * an atomic rename over it, or Kubernetes swapping the `..data` symlink its mounts go through.
+ * Every change in the directory triggers a debounced reload, and `onChange` fires only if the
+ * loaded config differs from the last good one. A bad file goes to `onError`; the last good
+ * config stays in force.
+ */
+export class FileGroupsSource implements GroupsSource {
+  private watcher?: FSWatcher;
+  private timer?: NodeJS.Timeout;
+  private lastGood?: string;
+  private reloading = false;
+  private reloadAgain = false;
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    private readonly options: { debounceMs?: number } = {},
+  ) {}
+
+  get name(): string {
+    return this.path;
+  }
+
+  async load(): Promise<GroupsConfig> {
+    const config = await loadGroupsFile(this.path);
+    this.lastGood = fingerprint(config);
+    return config;
+  }
+
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void {
+    if (this.watcher || this.closed) throw new Error(`${this.path}: watch() may be called once, before close()`);
+    const debounceMs = this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
+    const reload = async () => {
+      // One reload at a time, so an older read can never overwrite a newer one.
+      if (this.reloading) {
+        this.reloadAgain = true;
+        return;
+      }
+      this.reloading = true;
+      do {
+        this.reloadAgain = false;
+        await this.reloadOnce(onChange, onError);
+      } while (this.reloadAgain && !this.closed);
+      this.reloading = false;
+    };
+    try {
+      // Not persistent: an open watcher alone should not keep the process alive.
+      this.watcher = watch(dirname(resolve(this.path)), { persistent: false }, () => {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(reload, debounceMs);
+      });
+    } catch (err) {
+      onError(err as Error);
+      return;
+    }
+    this.watcher.on('error', onError);
+  }
+
+  private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<void> {
+    let config: GroupsConfig;
+    try {
+      const text = await readGroupsText(this.path);
+      // An empty file is a valid config with no groups, but on reload it is far more likely an
+      // in-place write caught half way: dropping every group for that is not worth the risk.
+      if (text.trim() === '') {
+        throw new ConfigError([{ source: this.path, message: 'file is empty (a write in progress?); keeping the last good config' }]);
+      }
+      config = await parseGroupsText(text, this.path);
+    } catch (err) {
+      if (!this.closed) onError(err as Error);
+      return;
+    }
+    const print = fingerprint(config);
+    if (this.closed || print === this.lastGood) return;
+    this.lastGood = print;
+    try {
+      onChange(config);
+    } catch (err) {
+      // A throwing listener must not stop later reloads.
+      onError(err as Error);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+}

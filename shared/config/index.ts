@@ -1,0 +1,5 @@
+export * from './groups.js';
+export { matchHost, hostFromHeader, normalizeHostname } from './hosts.js';
+export { parseDuration } from './duration.js';
+export { FileGroupsSource, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
+export { groupsSourceFromUrl, type GroupsSource } from './source.js';

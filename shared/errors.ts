@@ -1,0 +1,124 @@
+/**
+ * Every error reverst raises on purpose carries a stable `code` callers can switch on
+ * (messages may change, codes do not). Each code is documented here; a test checks that
+ * every error class uses a documented code.
+ */
+export const ERROR_CODES = {
+  ERR_INVALID_OPTION: 'an option passed to a reverst API or flag has an unusable value',
+  ERR_CONFIG_INVALID: 'the tunnel groups configuration could not be loaded; the message names source, line, column and field',
+  ERR_CONFIG_SOURCE_UNSUPPORTED: 'the tunnel groups source (-g) uses a scheme this build cannot read',
+  ERR_PROTOCOL_FRAME_TOO_LARGE: 'a frame is longer than the negotiated maximum frame size',
+  ERR_PROTOCOL_MALFORMED_FRAME: 'a frame body is not a valid msgpack map',
+  ERR_PROTOCOL_UNEXPECTED_EOF: 'the stream ended before a whole frame arrived',
+  ERR_PROTOCOL_TIMEOUT: 'no whole frame arrived within the allowed time',
+  ERR_PROTOCOL_BAD_MESSAGE: 'a frame decoded but a field has the wrong type or value',
+  ERR_UNAUTHORIZED: 'the tunnel group rejected the credentials (do not retry with the same credentials)',
+  ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
+  ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
+  ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ReverstErrorOptions {
+  status?: number;
+  cause?: unknown;
+}
+
+export class ReverstError extends Error {
+  override name = 'ReverstError';
+  readonly code: ErrorCode;
+  /** The HTTP status this error maps to, where one applies. */
+  readonly status?: number;
+
+  constructor(code: ErrorCode, message: string, options: ReverstErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = options.status;
+  }
+}
+
+/** Where in a configuration source a problem is. */
+export interface ConfigLocation {
+  source: string;
+  line?: number;
+  column?: number;
+  /** Field path such as `groups."flipt".authentication.basic.password`. */
+  field?: string;
+}
+
+export interface ConfigIssue extends ConfigLocation {
+  message: string;
+}
+
+export function formatConfigIssue(issue: ConfigIssue): string {
+  const position = issue.line === undefined ? issue.source : `${issue.source}:${issue.line}:${issue.column ?? 1}`;
+  return issue.field ? `${position}: ${issue.field}: ${issue.message}` : `${position}: ${issue.message}`;
+}
+
+export class ConfigError extends ReverstError {
+  override name = 'ConfigError';
+  readonly source: string;
+  readonly line?: number;
+  readonly column?: number;
+  readonly field?: string;
+  /** All problems found; the location fields above are those of the first. */
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: ConfigIssue[], options: { code?: ErrorCode; cause?: unknown } = {}) {
+    if (issues.length === 0) throw new RangeError('ConfigError needs at least one issue');
+    super(options.code ?? 'ERR_CONFIG_INVALID', issues.map(formatConfigIssue).join('\n'), { cause: options.cause });
+    const [first] = issues;
+    this.source = first.source;
+    this.line = first.line;
+    this.column = first.column;
+    this.field = first.field;
+    this.issues = issues;
+  }
+}
+
+/** A peer sent bytes that do not follow the wire protocol. */
+export class ProtocolError extends ReverstError {
+  override name = 'ProtocolError';
+}
+
+/**
+ * Why a registration failed, as the client sees it. Each class maps one-to-one to a
+ * QUIC close code and reason (see `shared/protocol.ts`), and says whether retrying can help.
+ */
+export abstract class RegistrationError extends ReverstError {
+  abstract readonly retryable: boolean;
+}
+
+export class UnauthorizedError extends RegistrationError {
+  override name = 'UnauthorizedError';
+  readonly retryable = false;
+  constructor(message = 'unauthorized', options: ReverstErrorOptions = {}) {
+    super('ERR_UNAUTHORIZED', message, { status: 401, ...options });
+  }
+}
+
+export class NotFoundError extends RegistrationError {
+  override name = 'NotFoundError';
+  // A group can appear when the server reloads its configuration.
+  readonly retryable = true;
+  constructor(message = 'not found', options: ReverstErrorOptions = {}) {
+    super('ERR_GROUP_NOT_FOUND', message, { status: 404, ...options });
+  }
+}
+
+export class BadRequestError extends RegistrationError {
+  override name = 'BadRequestError';
+  readonly retryable = false;
+  constructor(message = 'bad request', options: ReverstErrorOptions = {}) {
+    super('ERR_BAD_REQUEST', message, { status: 400, ...options });
+  }
+}
+
+export class ServerError extends RegistrationError {
+  override name = 'ServerError';
+  readonly retryable = true;
+  constructor(message = 'server error', options: ReverstErrorOptions = {}) {
+    super('ERR_SERVER', message, { status: 500, ...options });
+  }
+}
