@@ -1,0 +1,54 @@
+import { readFile } from 'node:fs/promises';
+import { ReverstError } from '../shared/errors.js';
+import { createLogger } from '../shared/log.js';
+import { parseNodeFlags, usage } from './flags.js';
+import { startNode } from './node.js';
+
+async function readPem(path: string, flag: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ReverstError('ERR_INVALID_OPTION', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** `reverst [FLAGS]`: run one data-plane node until SIGTERM/SIGINT, then drain and exit. */
+export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const flags = parseNodeFlags(argv, env);
+  if (flags.help) {
+    process.stdout.write(usage());
+    return;
+  }
+  const logger = createLogger({ level: flags.log });
+  const [key, cert] = await Promise.all([readPem(flags.privateKeyPath, '-k/--private-key-path'), readPem(flags.certificatePath, '-c/--certificate-path')]);
+  const node = await startNode({
+    tunnelAddress: flags.tunnelAddress,
+    httpAddress: flags.httpAddress,
+    managementAddress: flags.managementAddress,
+    serverName: flags.serverName,
+    key,
+    cert,
+    groups: flags.tunnelGroups,
+    watchGroups: flags.watchGroups,
+    maxIdleTimeoutMs: flags.maxIdleTimeoutMs,
+    keepAlivePeriodMs: flags.keepAlivePeriodMs,
+    requestTimeoutMs: flags.requestTimeoutMs,
+    maxHeaderSize: flags.maxHeaderSize,
+    drainTimeoutMs: flags.drainTimeoutMs,
+    nodeId: flags.nodeId,
+    logger,
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    // The first signal drains; a second one stops at once.
+    if (++signals === 1) {
+      logger.info('signal received: draining', { signal });
+      void node.drain();
+    } else void node.stop();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await node.closed;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+}

@@ -1,0 +1,39 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The node's Prometheus metrics, with the seed's metric names. One registry per node. */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly registrations = new Counter({
+    name: 'reverst_tunnel_group_registrations_total',
+    help: 'Tunnel registrations by group and result (ok, unauthorized, not_found, bad_request, error)',
+    labelNames: ['group', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly proxyRequests = new Counter({
+    name: 'reverst_tunnel_group_proxy_requests_total',
+    help: 'Public HTTP requests proxied, by group and status code',
+    labelNames: ['group', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly proxyLatency = new Histogram({
+    name: 'reverst_tunnel_group_proxy_requests_latency',
+    help: 'Time until the response head arrived from the tunnel, in seconds',
+    labelNames: ['group'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly activeConnections = new Gauge({
+    name: 'reverst_tunnel_group_active_conn',
+    help: 'Tunnel connections registered on this node, by group',
+    labelNames: ['group'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'reverst_process_' });
+  }
+}

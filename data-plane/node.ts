@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
+import { groupsSourceFromUrl, matchHost, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
+import type { Logger } from '../shared/log.js';
+import { ALPN, encodeFrame } from '../shared/protocol.js';
+import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
+import { createManagementServer } from './management.js';
+import { Metrics } from './metrics.js';
+import { createProxy } from './proxy.js';
+import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
+import { TunnelRegistry } from './tunnels.js';
+
+export interface NodeOptions {
+  /** QUIC listener for tunnels, `host:port`. */
+  tunnelAddress: string;
+  /** Public HTTP listener, `host:port`. */
+  httpAddress: string;
+  /** Management listener (/metrics, /healthz, /readyz), `host:port`; none when unset. */
+  managementAddress?: string;
+  /** The TLS name clients verify; logged and used as this node's identity in errors. */
+  serverName: string;
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** `-g`: a path, `file://…`, or a ready source. */
+  groups: string | GroupsSource;
+  watchGroups: boolean;
+  maxIdleTimeoutMs: number;
+  keepAlivePeriodMs: number;
+  requestTimeoutMs: number;
+  maxHeaderSize: number;
+  nodeId?: string;
+  registrationTimeoutMs?: number;
+  /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
+  drainDeadlineMs?: number;
+  /** How long in-flight requests get to finish on drain. */
+  drainTimeoutMs?: number;
+  logger: Logger;
+}
+
+export interface DataPlaneNode {
+  readonly nodeId: string;
+  readonly tunnelAddress: HostPort;
+  readonly httpAddress: HostPort;
+  readonly managementAddress: HostPort | undefined;
+  readonly registry: TunnelRegistry;
+  readonly metrics: Metrics;
+  /** Stop taking requests, tell tunnels to move, let in-flight requests finish, then stop. */
+  drain(): Promise<void>;
+  /** Close everything now. */
+  stop(): Promise<void>;
+  /** Resolves once the node has stopped. */
+  readonly closed: Promise<void>;
+}
+
+export const DEFAULT_DRAIN_DEADLINE_MS = 10_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+
+export function parseHostPort(value: string, flag: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new TypeError(`${flag}: expected HOST:PORT (e.g. 127.0.0.1:7171), got "${value}"`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function listen(server: http.Server, at: HostPort): Promise<HostPort> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      resolve({ host: a.address, port: a.port });
+    });
+  });
+}
+
+/** Start one data-plane node: QUIC tunnels in, public HTTP in, requests out through tunnels. */
+export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
+  const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
+  const log = options.logger.child({ node: nodeId });
+  const metrics = new Metrics();
+  const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
+
+  let config: GroupsConfig = await source.load();
+  let authenticators = new Map<string, Authenticator>();
+  const registry = new TunnelRegistry();
+  const applyConfig = (next: GroupsConfig): void => {
+    config = next;
+    authenticators = new Map();
+    registry.setPolicies((g) => config.groups.get(g)?.loadBalancing ?? 'round-robin');
+    for (const group of config.groups.values()) {
+      if (!group.authentication.basic && !group.authentication.bearer && !group.authentication.external) {
+        log.warn('tunnel group has no authentication: anyone can register and serve its hosts', { group: group.name });
+      }
+    }
+    // Tunnels of a group that is gone serve nothing: tell their clients.
+    for (const tunnel of registry.all()) {
+      if (!config.groups.has(tunnel.group)) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
+    }
+  };
+  applyConfig(config);
+  log.info('tunnel groups loaded', { source: source.name, groups: [...config.groups.keys()] });
+  if (options.watchGroups) {
+    source.watch(
+      (next) => {
+        applyConfig(next);
+        log.info('tunnel groups reloaded', { source: source.name, groups: [...next.groups.keys()] });
+      },
+      (err) => log.error('tunnel groups reload failed; keeping the last good config', { source: source.name, error: err.message }),
+    );
+  }
+  registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
+
+  const authenticatorFor = (group: string): Authenticator | undefined => {
+    const g = config.groups.get(group);
+    if (!g) return undefined;
+    let a = authenticators.get(group);
+    if (!a) {
+      a = createAuthenticator(g, { logger: log });
+      authenticators.set(group, a);
+    }
+    return a;
+  };
+
+  const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
+  const quic = await QuicServer.listen({
+    alpn: [ALPN],
+    host: tunnelAt.host,
+    port: tunnelAt.port,
+    key: options.key,
+    cert: options.cert,
+    idleTimeoutMs: options.maxIdleTimeoutMs,
+    keepAliveMs: options.keepAlivePeriodMs,
+  });
+  let draining = false;
+  quic.on('connection', (conn: QuicConnection) => {
+    if (draining) {
+      void conn.close({ code: 0x1, reason: 'node is draining' });
+      return;
+    }
+    void register(conn, {
+      nodeId,
+      config: () => config,
+      authenticator: authenticatorFor,
+      registry,
+      metrics,
+      logger: log.child({ component: 'registration' }),
+      timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
+    });
+  });
+
+  const proxy = createProxy({
+    route: (host) => matchHost(config, host),
+    picker: registry,
+    metrics,
+    logger: log,
+    requestTimeoutMs: options.requestTimeoutMs,
+  });
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) idle?.();
+    });
+    proxy.onRequest(req, res);
+  });
+  httpServer.on('upgrade', proxy.onUpgrade);
+  httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Node answers 431 for an oversized header section; other parse errors get a 400.
+    if (!socket.writable) return socket.destroy();
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n431 Request Header Fields Too Large: the header section is over the limit\n');
+    } else {
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n400 Bad Request: malformed HTTP request\n');
+    }
+  });
+  const httpAddress = await listen(httpServer, parseHostPort(options.httpAddress, '--http-address'));
+
+  let management: http.Server | undefined;
+  let managementAddress: HostPort | undefined;
+  if (options.managementAddress) {
+    management = createManagementServer(metrics, () => ({ ready: !draining, details: draining ? { status: 'draining' } : { status: 'serving' } }));
+    managementAddress = await listen(management, parseHostPort(options.managementAddress, '--management-address'));
+  }
+
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let stopping: Promise<void> | undefined;
+
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      draining = true;
+      source.close();
+      httpServer.closeAllConnections();
+      await Promise.all([
+        new Promise<void>((r) => httpServer.close(() => r())),
+        quic.close({ code: 0, reason: 'node stopped' }),
+        management ? new Promise<void>((r) => management!.close(() => r())) : undefined,
+      ]);
+      log.info('node stopped');
+      resolveClosed();
+    })());
+
+  const drain = async (): Promise<void> => {
+    if (draining) return stop();
+    draining = true;
+    const deadlineMs = options.drainDeadlineMs ?? DEFAULT_DRAIN_DEADLINE_MS;
+    log.info('draining', { tunnels: registry.all().length, inFlight });
+    for (const t of registry.all()) t.control.write(encodeFrame({ Type: 'drain', DeadlineMs: deadlineMs }));
+    // New visitors go elsewhere; requests already here finish.
+    httpServer.close();
+    httpServer.closeIdleConnections();
+    const timeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (inFlight === 0) idle();
+    });
+    await stop();
+  };
+
+  log.info('node ready', {
+    serverName: options.serverName,
+    tunnelAddress: `${quic.address().host}:${quic.address().port}`,
+    httpAddress: `${httpAddress.host}:${httpAddress.port}`,
+    managementAddress: managementAddress ? `${managementAddress.host}:${managementAddress.port}` : undefined,
+  });
+
+  return {
+    nodeId,
+    tunnelAddress: quic.address(),
+    httpAddress,
+    managementAddress,
+    registry,
+    metrics,
+    drain,
+    stop,
+    closed,
+  };
+}

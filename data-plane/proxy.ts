@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../shared/log.js';
+import type { QuicStream } from '../shared/quic/index.js';
+import type { Metrics } from './metrics.js';
+import type { Tunnel, TunnelPicker } from './tunnels.js';
+
+/** Application code for a tunnel stream abandoned because the visitor went away. */
+export const STREAM_CANCELLED = 0x10c;
+
+// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy proxy ones. `upgrade` is
+// handled apart: it passes through on real upgrade requests.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
+
+export interface ProxyDeps {
+  /** The group serving a Host header, if any. */
+  route(host: string | undefined): string | undefined;
+  picker: TunnelPicker;
+  metrics: Metrics;
+  logger: Logger;
+  /** Longest wait for a response head from the tunnel before answering 504. */
+  requestTimeoutMs: number;
+}
+
+export interface Proxy {
+  onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
+  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+/** Answers the visitor from the data-plane itself: a status and a line saying which. */
+function reply(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${status} ${http.STATUS_CODES[status] ?? ''}: ${message}\n`;
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+}
+
+/** Request headers as sent down the tunnel: hop-by-hop removed, forwarding headers added. */
+function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: boolean): string[] {
+  const listed = new Set(
+    String(req.headers.connection ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if ((HOP_BY_HOP.has(name) || listed.has(name)) && !(upgrade && name === 'upgrade')) continue;
+    if (name === 'x-forwarded-for' || name === 'x-request-id') continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  const visitor = req.socket.remoteAddress ?? '';
+  const prior = req.headers['x-forwarded-for'];
+  out.push('X-Forwarded-For', prior ? `${String(prior)}, ${visitor}` : visitor);
+  if (!req.headers['x-forwarded-host'] && req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
+  if (!req.headers['x-forwarded-proto']) out.push('X-Forwarded-Proto', 'http');
+  out.push('X-Request-Id', requestId);
+  // One request per stream: the client's HTTP server ends the stream after the response.
+  out.push('Connection', upgrade ? 'Upgrade' : 'close');
+  return out;
+}
+
+function responseHeaders(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || name === 'transfer-encoding') continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * Public HTTP → tunnel streams. Each visitor request gets a new stream on a
+ * tunnel picked by the group's policy and is written on it as HTTP/1.1; bodies
+ * stream both ways. A tunnel that fails before the response began is skipped
+ * and the request retried on the next one while no body byte has gone out.
+ */
+export function createProxy(deps: ProxyDeps): Proxy {
+  const log = deps.logger.child({ component: 'proxy' });
+
+  async function openOn(group: string, tried: Set<Tunnel>): Promise<{ tunnel: Tunnel; stream: QuicStream } | undefined> {
+    for (;;) {
+      const tunnel = deps.picker.pick(group, tried);
+      if (!tunnel) return undefined;
+      tried.add(tunnel);
+      try {
+        const stream = await tunnel.connection.openStream();
+        tunnel.inFlight++;
+        stream.once('close', () => tunnel.inFlight--);
+        stream.on('error', () => {}); // reported through the HTTP layer
+        return { tunnel, stream };
+      } catch (err) {
+        log.debug('tunnel unusable, trying the next', { group, tunnel: tunnel.id, error: (err as Error).message });
+      }
+    }
+  }
+
+  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = performance.now();
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    const group = deps.route(req.headers.host);
+    if (!group) {
+      reply(res, 404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
+      return;
+    }
+    res.once('close', () => deps.metrics.proxyRequests.inc({ group, code: String(res.statusCode) }));
+
+    const tried = new Set<Tunnel>();
+    const withBody = hasBody(req);
+    let bodySent = false;
+    let visitorGone = false;
+    let current: { stream: QuicStream; upstream: http.ClientRequest } | undefined;
+
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      // The visitor went away: give the tunnel its credit back at once.
+      visitorGone = true;
+      current?.upstream.destroy();
+      current?.stream.reset(STREAM_CANCELLED);
+    });
+
+    const attempt = async (): Promise<void> => {
+      const opened = await openOn(group, tried);
+      if (visitorGone) {
+        opened?.stream.reset(STREAM_CANCELLED);
+        return;
+      }
+      if (!opened) {
+        if (tried.size === 0) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
+        else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
+        return;
+      }
+      const { tunnel, stream } = opened;
+      const upstream = http.request({
+        method: req.method,
+        path: req.url,
+        headers: forwardHeaders(req, requestId, false),
+        setHost: false,
+        createConnection: () => stream,
+      });
+      current = { stream, upstream };
+      const timer = setTimeout(() => {
+        upstream.destroy();
+        stream.reset(STREAM_CANCELLED);
+        reply(res, 504, `no response from the tunnel within ${deps.requestTimeoutMs} ms (request ${requestId})`);
+      }, deps.requestTimeoutMs);
+
+      upstream.once('response', (up) => {
+        clearTimeout(timer);
+        deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders));
+        up.pipe(res);
+        // The response is complete by its own framing: the stream has nothing more to give.
+        up.once('end', () => stream.destroy());
+        up.once('error', () => res.destroy());
+      });
+      upstream.once('error', (err) => {
+        clearTimeout(timer);
+        req.unpipe(upstream);
+        stream.destroy();
+        if (visitorGone || res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (!bodySent) {
+          log.debug('tunnel failed before responding, retrying', { group, tunnel: tunnel.id, error: err.message, requestId });
+          void attempt();
+          return;
+        }
+        reply(res, 502, `the tunnel failed while the request was being sent (request ${requestId})`);
+      });
+      // FIN right after the request: the client's server then ends after its response.
+      upstream.once('finish', () => stream.end());
+
+      if (!withBody) upstream.end();
+      else {
+        req.once('data', () => (bodySent = true));
+        req.pipe(upstream);
+      }
+    };
+    void attempt().catch((err: Error) => {
+      log.error('proxy failure', { group, error: err.message, requestId });
+      reply(res, 502, `proxy error (request ${requestId})`);
+    });
+  }
+
+  function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const rawReply = (status: number, message: string): void => {
+      const body = `${status} ${http.STATUS_CODES[status]}: ${message}\n`;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    const group = deps.route(req.headers.host);
+    if (!group) return rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    void openOn(group, new Set()).then((opened) => {
+      if (!opened) return rawReply(503, `no tunnel is registered for group "${group}"`);
+      const { stream } = opened;
+      if (socket.destroyed) return stream.reset(STREAM_CANCELLED);
+      const headers = forwardHeaders(req, requestId, true);
+      let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+      stream.write(`${text}\r\n`);
+      if (head.length > 0) stream.write(head);
+      // From here on both sides are a raw pipe (the tunnel's 101 included).
+      stream.pipe(socket);
+      socket.pipe(stream);
+      socket.once('close', () => stream.destroy());
+      stream.once('close', () => socket.destroy());
+      deps.metrics.proxyRequests.inc({ group, code: '101' });
+    });
+  }
+
+  return { onRequest, onUpgrade };
+}

@@ -1,0 +1,111 @@
+import { once } from 'node:events';
+import type { Authenticator } from '../shared/auth/index.js';
+import type { GroupsConfig } from '../shared/config/index.js';
+import { NotFoundError, ProtocolError, UnauthorizedError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
+import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
+import type { Metrics } from './metrics.js';
+import type { Tunnel, TunnelRegistry } from './tunnels.js';
+
+/** A client must finish registering within this long, or it is closed with "bad request". */
+export const DEFAULT_REGISTRATION_TIMEOUT_MS = 10_000;
+
+export interface RegistrationDeps {
+  nodeId: string;
+  config(): GroupsConfig;
+  authenticator(group: string): Authenticator | undefined;
+  registry: TunnelRegistry;
+  metrics: Metrics;
+  logger: Logger;
+  timeoutMs: number;
+}
+
+let tunnelSeq = 0;
+
+/**
+ * Runs the registration handshake on a new connection: the client's first
+ * stream carries one RegisterRequest frame; we answer with the node id and keep
+ * that stream as the control stream. Any failure closes the connection with the
+ * protocol's close code, so the client can print why. Each connection runs on its
+ * own, so a slow external auth never holds up other registrations.
+ */
+export async function register(conn: QuicConnection, deps: RegistrationDeps): Promise<Tunnel | undefined> {
+  const log = deps.logger.child({ remote: `${conn.remoteAddress.host}:${conn.remoteAddress.port}` });
+  const deadline = Date.now() + deps.timeoutMs;
+  let group = '';
+  try {
+    const control = await firstStream(conn, deps.timeoutMs);
+    const request = validateRegisterRequest(await readFrame(control, { timeoutMs: Math.max(1, deadline - Date.now()) }));
+    group = request.TunnelGroup;
+    const authenticator = deps.config().groups.has(group) ? deps.authenticator(group) : undefined;
+    if (!authenticator) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
+    const result = await withDeadline(authenticator.authenticate(request.Metadata.Authorization, group), deadline);
+    if (!result.ok) throw new UnauthorizedError(`registration for "${group}" refused: ${result.reason}`);
+    if (conn.isClosing) return undefined;
+
+    control.write(encodeFrame({ Version: PROTOCOL_VERSION, Code: ResponseCode.Ok, Metadata: { NodeId: deps.nodeId } }));
+    const tunnel: Tunnel = { id: `${deps.nodeId}-${++tunnelSeq}`, group, connection: conn, control, inFlight: 0 };
+    watchControlStream(tunnel, log);
+    // The client opens only the registration stream; anything more is refused.
+    conn.on('stream', (s: QuicStream) => s.on('error', () => {}).reset(0));
+    deps.registry.add(tunnel);
+    deps.metrics.registrations.inc({ group, result: 'ok' });
+    log.info('tunnel registered', { group, tunnel: tunnel.id, strategy: result.strategy });
+    return tunnel;
+  } catch (err) {
+    const close = closeForError(err);
+    deps.metrics.registrations.inc({ group: group || 'unknown', result: resultLabel(err) });
+    log.warn('registration failed', { group: group || undefined, reason: close.reason, error: (err as Error).message });
+    void conn.close(close);
+    return undefined;
+  }
+}
+
+function firstStream(conn: QuicConnection, timeoutMs: number): Promise<QuicStream> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new ProtocolError('ERR_PROTOCOL_TIMEOUT', `no registration stream within ${timeoutMs}ms`)), timeoutMs);
+    conn.once('stream', (s: QuicStream) => {
+      clearTimeout(timer);
+      s.on('error', () => {});
+      resolve(s);
+    });
+    void conn.closed.then(() => {
+      clearTimeout(timer);
+      reject(new ProtocolError('ERR_PROTOCOL_UNEXPECTED_EOF', 'connection closed before registering'));
+    });
+  });
+}
+
+async function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProtocolError('ERR_PROTOCOL_TIMEOUT', 'registration did not complete in time')), Math.max(1, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The client ending its control stream means it is leaving: close the tunnel. */
+function watchControlStream(tunnel: Tunnel, log: Logger): void {
+  const { control, connection } = tunnel;
+  control.resume(); // frames from the client are not defined yet: read and ignore
+  const leave = (): void => {
+    if (connection.isClosing) return;
+    log.info('client closed its control stream', { tunnel: tunnel.id });
+    void connection.close({ code: 0, reason: 'control stream closed' });
+  };
+  control.once('end', leave);
+  control.once('close', leave);
+  void once(control, 'error').catch(() => {});
+}
+
+function resultLabel(err: unknown): string {
+  if (err instanceof UnauthorizedError) return 'unauthorized';
+  if (err instanceof NotFoundError) return 'not_found';
+  if (err instanceof ProtocolError) return 'bad_request';
+  return 'error';
+}

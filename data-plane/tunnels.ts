@@ -1,0 +1,109 @@
+import { EventEmitter } from 'node:events';
+import type { LoadBalancing } from '../shared/config/index.js';
+import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
+
+/** One registered client connection serving a group. */
+export interface Tunnel {
+  readonly id: string;
+  readonly group: string;
+  readonly connection: QuicConnection;
+  /** The registration stream, kept open for control frames (drain). */
+  readonly control: QuicStream;
+  /** Requests currently being served through this tunnel. */
+  inFlight: number;
+}
+
+/** What the proxy needs: a tunnel for a group, skipping those already tried. */
+export interface TunnelPicker {
+  pick(group: string, exclude?: ReadonlySet<Tunnel>): Tunnel | undefined;
+}
+
+/**
+ * The balanced set of one group's tunnels. Round robin by default; least
+ * in-flight picks the tunnel with the fewest active requests (ties in turn).
+ */
+class TunnelSet {
+  readonly members: Tunnel[] = [];
+  #next = 0;
+
+  constructor(public policy: LoadBalancing) {}
+
+  pick(exclude?: ReadonlySet<Tunnel>): Tunnel | undefined {
+    const n = this.members.length;
+    let best: Tunnel | undefined;
+    for (let i = 0; i < n; i++) {
+      const t = this.members[(this.#next + i) % n]!;
+      if (exclude?.has(t) || t.connection.isClosing) continue;
+      if (this.policy === 'round-robin') {
+        this.#next = (this.#next + i + 1) % n;
+        return t;
+      }
+      if (!best || t.inFlight < best.inFlight) best = t;
+    }
+    if (best) this.#next = (this.members.indexOf(best) + 1) % n;
+    return best;
+  }
+
+  remove(t: Tunnel): boolean {
+    const i = this.members.indexOf(t);
+    if (i < 0) return false;
+    this.members.splice(i, 1);
+    if (this.#next > i) this.#next--;
+    if (this.#next >= this.members.length) this.#next = 0;
+    return true;
+  }
+}
+
+/**
+ * Every tunnel on this node, by group. A tunnel leaves the moment its
+ * connection ends. Emits 'change' (group, count) when a group's count changes.
+ */
+export class TunnelRegistry extends EventEmitter implements TunnelPicker {
+  readonly #sets = new Map<string, TunnelSet>();
+  #policies: (group: string) => LoadBalancing;
+
+  constructor(policies: (group: string) => LoadBalancing = () => 'round-robin') {
+    super();
+    this.#policies = policies;
+  }
+
+  /** Policies come from the groups config, which can be reloaded. */
+  setPolicies(policies: (group: string) => LoadBalancing): void {
+    this.#policies = policies;
+    for (const [group, set] of this.#sets) set.policy = policies(group);
+  }
+
+  add(tunnel: Tunnel): void {
+    let set = this.#sets.get(tunnel.group);
+    if (!set) {
+      set = new TunnelSet(this.#policies(tunnel.group));
+      this.#sets.set(tunnel.group, set);
+    }
+    set.members.push(tunnel);
+    void tunnel.connection.closed.then(() => this.remove(tunnel));
+    this.emit('change', tunnel.group, set.members.length);
+  }
+
+  remove(tunnel: Tunnel): void {
+    const set = this.#sets.get(tunnel.group);
+    if (!set?.remove(tunnel)) return;
+    if (set.members.length === 0) this.#sets.delete(tunnel.group);
+    this.emit('change', tunnel.group, set.members.length);
+  }
+
+  pick(group: string, exclude?: ReadonlySet<Tunnel>): Tunnel | undefined {
+    return this.#sets.get(group)?.pick(exclude);
+  }
+
+  count(group: string): number {
+    return this.#sets.get(group)?.members.length ?? 0;
+  }
+
+  groups(): string[] {
+    return [...this.#sets.keys()];
+  }
+
+  all(): Tunnel[] {
+    return [...this.#sets.values()].flatMap((s) => s.members);
+  }
+}
