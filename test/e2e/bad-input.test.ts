@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { spawnNode, useCleanup } from '../harness/index.js';
+import { ALPN, CloseCode, MAX_FRAME_SIZE, encodeFrame, readFrame } from '../../shared/protocol.js';
+import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
+import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
+
+useCleanup();
+
+function dialNode(t: TestNode): Promise<QuicConnection> {
+  return connectQuic({ alpn: [ALPN], host: '127.0.0.1', port: t.node.tunnelAddress.port, serverName: GROUP, ca: t.ca.cert });
+}
+
+/** A registered raw tunnel that answers every request with `answer`. */
+async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
+  const conn = await dialNode(t);
+  const control = await conn.openStream();
+  control.on('error', () => {});
+  control.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: { Authorization: `Basic ${Buffer.from('user:pass').toString('base64')}` } }));
+  await readFrame(control);
+  const server = http.createServer((_req, res) => res.end(answer));
+  Object.assign(server, { httpAllowHalfOpen: true });
+  conn.on('stream', (s: QuicStream) => server.emit('connection', s.on('error', () => {})));
+  return conn;
+}
+
+describe('bad input gets a clear error and harms nothing else', () => {
+  it('answers 404 for an unknown host and 503 for a group with no tunnel', async () => {
+    const t = await startTestNode();
+    const unknown = await visit(t.node.httpAddress.port, '/', { host: 'nobody.example' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.toString()).toContain('nobody.example');
+    const empty = await visit(t.node.httpAddress.port, '/');
+    expect(empty.status).toBe(503);
+    expect(empty.headers['retry-after']).toBe('1');
+    expect(empty.body.toString()).toContain(GROUP);
+  });
+
+  it('answers 431 for a header section over the limit', async () => {
+    const t = await startTestNode({ maxHeaderSize: 4096 });
+    await rawTunnel(t, 'fine');
+    const res = await visit(t.node.httpAddress.port, '/', { headers: { 'x-big': 'a'.repeat(8000) } }).catch((e: Error) => e);
+    expect(res).not.toBeInstanceOf(Error);
+    expect((res as { status: number }).status).toBe(431);
+    expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
+  });
+
+  it('closes bad registrations with the right code while other clients keep working', async () => {
+    const t = await startTestNode({ registrationTimeoutMs: 1_000 });
+    const good = await rawTunnel(t, 'still serving');
+    const cases: Array<[string, (s: QuicStream) => void]> = [
+      ['random bytes', (s) => s.write(randomBytes(64))],
+      ['a truncated frame', (s) => s.end(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: {} }).subarray(0, 10))],
+      ['an oversized frame', (s) => { const b = Buffer.alloc(4); b.writeUInt32BE(MAX_FRAME_SIZE + 1); s.write(b); }],
+      ['a frame that is not a registration', (s) => s.write(encodeFrame({ Hello: 'world' }))],
+      ['an unsupported version', (s) => s.write(encodeFrame({ Version: 99, TunnelGroup: GROUP, Metadata: {} }))],
+      ['nothing at all', () => {}],
+    ];
+    for (const [what, send] of cases) {
+      const conn = await dialNode(t);
+      const s = await conn.openStream();
+      s.on('error', () => {});
+      send(s);
+      const info = await conn.closed;
+      expect({ what, code: info.code, reason: info.reason }).toEqual({ what, code: CloseCode.ClientError, reason: 'bad request' });
+      expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
+    }
+    // A client that connects and never opens a stream is closed the same way.
+    const silent = await dialNode(t);
+    expect(await silent.closed).toMatchObject({ code: CloseCode.ClientError, reason: 'bad request' });
+    // Unknown group and wrong credentials.
+    for (const [group, auth, reason] of [
+      ['no-such-group', 'Basic x', 'not found'],
+      [GROUP, `Basic ${Buffer.from('user:nope').toString('base64')}`, 'unauthorized'],
+    ]) {
+      const conn = await dialNode(t);
+      const s = await conn.openStream();
+      s.on('error', () => {});
+      s.write(encodeFrame({ Version: 1, TunnelGroup: group!, Metadata: { Authorization: auth! } }));
+      expect(await conn.closed).toMatchObject({ code: CloseCode.ClientError, reason });
+    }
+    expect(good.isClosing).toBe(false);
+    expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
+  });
+
+  it('refuses to start on a bad groups.yml, naming file, line and field', async () => {
+    const file = writeGroups(`groups:
+  "a":
+    hosts: ["a.example"]
+    authentication:
+      basic:
+        username: "user"
+  "b":
+    hosts: ["b.example"]
+    authentication:
+      external:
+        endpoint: "not a url"
+  "c":
+    hosts: ["c.example"]
+    colour: blue
+`);
+    const { server } = await testCerts();
+    const node = spawnNode('cli.ts', ['-n', GROUP, '-k', server.keyPath, '-c', server.certPath, '-g', file, '-a', '127.0.0.1:0', '-s', '127.0.0.1:0']);
+    const exit = await node.exited;
+    expect(exit.code).not.toBe(0);
+    const out = node.output();
+    expect(out).toContain(`${file}:6:`);
+    expect(out).toMatch(/password/);
+    expect(out).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:11:\\d+: .*endpoint`));
+    expect(out).toMatch(/colour/);
+  });
+
+  it('says which flag is missing', async () => {
+    const node = spawnNode('cli.ts', ['-g', 'examples/simple/group.yml']);
+    expect((await node.exited).code).toBe(2);
+    expect(node.output()).toMatch(/missing required flags: -n\/--server-name .*-k\/--private-key-path.*-c\/--certificate-path/);
+  });
+});

@@ -1,0 +1,92 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { makeCa, makeServerCert, onCleanup, type KeyPair } from '../harness/index.js';
+import { startNode, type DataPlaneNode, type NodeOptions } from '../../data-plane/node.js';
+import { createLogger, silentLogger } from '../../shared/log.js';
+
+export const GROUP = 'flipt.dev.local';
+
+export const BASIC_GROUP_YAML = `groups:
+  "${GROUP}":
+    hosts:
+    - "${GROUP}"
+    authentication:
+      basic:
+        username: "user"
+        password: "pass"
+`;
+
+export interface TestNode {
+  node: DataPlaneNode;
+  ca: KeyPair;
+  server: KeyPair;
+  groupsPath: string;
+  /** `127.0.0.1:<port>` of the QUIC listener, as clients dial it. */
+  address: string;
+}
+
+export async function testCerts(): Promise<{ ca: KeyPair; server: KeyPair }> {
+  const ca = await makeCa();
+  return { ca, server: await makeServerCert(ca, { names: [GROUP, 'localhost', '127.0.0.1'] }) };
+}
+
+export function writeGroups(yaml: string, dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-groups-'))): string {
+  const file = path.join(dir, 'groups.yml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/** A data-plane node in this process on free ports, stopped with the current cleanup scope. */
+export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml?: string } = {}): Promise<TestNode> {
+  const { ca, server } = await testCerts();
+  const groupsPath = typeof options.groups === 'string' ? options.groups : writeGroups(options.groupsYaml ?? BASIC_GROUP_YAML);
+  const node = await startNode({
+    tunnelAddress: '127.0.0.1:0',
+    httpAddress: '127.0.0.1:0',
+    serverName: GROUP,
+    key: server.key,
+    cert: server.cert,
+    groups: groupsPath,
+    watchGroups: false,
+    maxIdleTimeoutMs: 60_000,
+    keepAlivePeriodMs: 30_000,
+    requestTimeoutMs: 30_000,
+    maxHeaderSize: 16_384,
+    logger: process.env.REVERST_TEST_LOG ? createLogger({ level: process.env.REVERST_TEST_LOG }) : silentLogger,
+    ...options,
+  });
+  onCleanup(() => node.stop());
+  return { node, ca, server, groupsPath, address: `127.0.0.1:${node.tunnelAddress.port}` };
+}
+
+export interface Visit {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** One public HTTP request to a node, with the Host header that routes it. */
+export function visit(
+  port: number,
+  urlPath: string,
+  options: { host?: string; method?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | string; timeoutMs?: number } = {},
+): Promise<Visit> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: urlPath, method: options.method ?? 'GET', agent, headers: { host: options.host ?? GROUP, ...options.headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (options.timeoutMs) req.setTimeout(options.timeoutMs, () => req.destroy(new Error('timeout')));
+    req.end(options.body);
+  });
+}
