@@ -31,6 +31,7 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'node-id', kind: 'string', value: 'STRING', help: 'this node\'s id (default: random)' },
   { long: 'request-timeout', kind: 'duration', value: 'DURATION', help: 'longest wait for a response head from a tunnel (504 after)', default: '1m0s' },
   { long: 'max-header-size', kind: 'integer', value: 'BYTES', help: 'largest request header section accepted (431 above)', default: '16384' },
+  { long: 'max-body-size', kind: 'integer', value: 'BYTES', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
   { long: 'drain-timeout', kind: 'duration', value: 'DURATION', help: 'on SIGTERM, how long in-flight requests get to finish', default: '30s' },
   { long: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
 ];
@@ -51,6 +52,7 @@ export interface NodeFlags {
   nodeId?: string;
   requestTimeoutMs: number;
   maxHeaderSize: number;
+  maxBodySize: number;
   drainTimeoutMs: number;
   help: boolean;
 }
@@ -128,7 +130,7 @@ function convert(f: FlagSpec, raw: string | boolean, source: string): unknown {
   }
   if (f.kind === 'integer') {
     const n = Number(text);
-    if (!Number.isInteger(n) || n <= 0) throw new ReverstError('ERR_INVALID_OPTION', `${source}: "${text}" is not a positive integer`);
+    if (!Number.isInteger(n) || n < 0) throw new ReverstError('ERR_INVALID_OPTION', `${source}: "${text}" is not a whole number of bytes`);
     return n;
   }
   return text;

@@ -34,6 +34,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     keepAlivePeriodMs: flags.keepAlivePeriodMs,
     requestTimeoutMs: flags.requestTimeoutMs,
     maxHeaderSize: flags.maxHeaderSize,
+    maxBodySize: flags.maxBodySize,
     drainTimeoutMs: flags.drainTimeoutMs,
     nodeId: flags.nodeId,
     logger,

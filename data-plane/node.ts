@@ -30,6 +30,8 @@ export interface NodeOptions {
   keepAlivePeriodMs: number;
   requestTimeoutMs: number;
   maxHeaderSize: number;
+  /** Largest request body accepted (413 above); 0 or unset for no limit. */
+  maxBodySize?: number;
   nodeId?: string;
   registrationTimeoutMs?: number;
   /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
@@ -156,6 +158,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     metrics,
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
+    maxBodySize: options.maxBodySize ?? 0,
   });
   let inFlight = 0;
   let idle: (() => void) | undefined;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Transform, type Duplex } from 'node:stream';
 import type { Logger } from '../shared/log.js';
 import type { QuicStream } from '../shared/quic/index.js';
 import type { Metrics } from './metrics.js';
@@ -21,6 +21,8 @@ export interface ProxyDeps {
   logger: Logger;
   /** Longest wait for a response head from the tunnel before answering 504. */
   requestTimeoutMs: number;
+  /** Largest request body accepted (413 above); 0 for no limit. */
+  maxBodySize: number;
 }
 
 export interface Proxy {
@@ -75,6 +77,20 @@ function responseHeaders(raw: string[]): string[] {
   return out;
 }
 
+/** Passes a body through until it exceeds `limit` bytes, then calls `onExceeded` once. */
+function bodyLimit(limit: number, onExceeded: () => void): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > limit) {
+        onExceeded();
+        cb();
+      } else cb(null, chunk);
+    },
+  });
+}
+
 function hasBody(req: http.IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
@@ -115,6 +131,11 @@ export function createProxy(deps: ProxyDeps): Proxy {
       return;
     }
     res.once('close', () => deps.metrics.proxyRequests.inc({ group, code: String(res.statusCode) }));
+    const limit = deps.maxBodySize;
+    if (limit > 0 && Number(req.headers['content-length'] ?? 0) > limit) {
+      reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
+      return;
+    }
 
     const tried = new Set<Tunnel>();
     const withBody = hasBody(req);
@@ -186,7 +207,14 @@ export function createProxy(deps: ProxyDeps): Proxy {
       if (!withBody) upstream.end();
       else {
         req.once('data', () => (bodySent = true));
-        req.pipe(upstream);
+        if (limit > 0 && req.headers['content-length'] === undefined) {
+          req.pipe(bodyLimit(limit, () => {
+            req.unpipe();
+            upstream.destroy();
+            stream.reset(STREAM_CANCELLED);
+            reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
+          })).pipe(upstream);
+        } else req.pipe(upstream);
       }
     };
     void attempt().catch((err: Error) => {

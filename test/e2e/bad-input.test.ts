@@ -46,6 +46,17 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
   });
 
+  it('answers 413 for a body over the limit, declared or streamed', async () => {
+    const t = await startTestNode({ maxBodySize: 1_000 });
+    await rawTunnel(t, 'fine');
+    const port = t.node.httpAddress.port;
+    const declared = await visit(port, '/', { method: 'POST', body: Buffer.alloc(2_000) });
+    expect(declared.status).toBe(413);
+    const streamed = await visit(port, '/', { method: 'POST', headers: { 'transfer-encoding': 'chunked' }, body: Buffer.alloc(2_000) });
+    expect(streamed.status).toBe(413);
+    expect((await visit(port, '/', { method: 'POST', body: Buffer.alloc(500) })).body.toString()).toBe('fine');
+  });
+
   it('closes bad registrations with the right code while other clients keep working', async () => {
     const t = await startTestNode({ registrationTimeoutMs: 1_000 });
     const good = await rawTunnel(t, 'still serving');
