@@ -33,6 +33,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly hopRequests = new Counter({
+    name: 'reverst_hop_requests_total',
+    help: 'Requests forwarded to another node, by result (response, retry: failed before it began, failed)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly hopReceived = new Counter({
+    name: 'reverst_hop_received_total',
+    help: 'Requests received from other nodes, by result (served, unauthorized, bad_request)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly membershipEvents = new Counter({
+    name: 'reverst_membership_events_total',
+    help: 'Route table changes and store health changes seen by this node',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'reverst_process_' });
   }

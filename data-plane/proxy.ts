@@ -3,6 +3,7 @@ import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
 import type { Logger } from '../shared/log.js';
 import type { QuicStream } from '../shared/quic/index.js';
+import { HOP_HEADERS, type HopClient, type HopTarget } from './hop.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelPicker } from './tunnels.js';
 
@@ -23,10 +24,13 @@ export interface ProxyDeps {
   requestTimeoutMs: number;
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
+  /** Other nodes that hold a group's tunnels, in the order to try them (cluster only). */
+  remote?: { targets(group: string): HopTarget[]; hop: HopClient };
 }
 
 export interface Proxy {
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
+  onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void;
   onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
@@ -53,7 +57,7 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if ((HOP_BY_HOP.has(name) || listed.has(name)) && !(upgrade && name === 'upgrade')) continue;
-    if (name === 'x-forwarded-for' || name === 'x-request-id') continue;
+    if (name === 'x-forwarded-for' || name === 'x-request-id' || HOP_HEADERS.has(name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
   const visitor = req.socket.remoteAddress ?? '';
@@ -64,6 +68,19 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
   out.push('X-Request-Id', requestId);
   // One request per stream: the client's HTTP server ends the stream after the response.
   out.push('Connection', upgrade ? 'Upgrade' : 'close');
+  return out;
+}
+
+/** A forwarded request's headers as the first node set them, less the hop's own. */
+function hopHeaders(req: http.IncomingMessage): string[] {
+  const out: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || HOP_HEADERS.has(name)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  out.push('Connection', 'close');
   return out;
 }
 
@@ -123,13 +140,27 @@ export function createProxy(deps: ProxyDeps): Proxy {
   }
 
   function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const started = performance.now();
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
     const group = deps.route(req.headers.host);
     if (!group) {
       reply(res, 404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
       return;
     }
+    serve(req, res, group, requestId, forwardHeaders(req, requestId, false), true);
+  }
+
+  /**
+   * A request another node forwarded (already authenticated by the hop
+   * listener): served from this node's own tunnels only, never hopped again,
+   * its forwarding headers kept as the first node set them.
+   */
+  function onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void {
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    serve(req, res, group, requestId, hopHeaders(req), false);
+  }
+
+  function serve(req: http.IncomingMessage, res: http.ServerResponse, group: string, requestId: string, headers: string[], mayHop: boolean): void {
+    const started = performance.now();
     res.once('close', () => deps.metrics.proxyRequests.inc({ group, code: String(res.statusCode) }));
     const limit = deps.maxBodySize;
     if (limit > 0 && Number(req.headers['content-length'] ?? 0) > limit) {
@@ -139,7 +170,6 @@ export function createProxy(deps: ProxyDeps): Proxy {
 
     const tried = new Set<Tunnel>();
     const withBody = hasBody(req);
-    let bodySent = false;
     let visitorGone = false;
     let current: { stream: QuicStream; upstream: http.ClientRequest } | undefined;
 
@@ -151,6 +181,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
       current?.stream.reset(STREAM_CANCELLED);
     });
 
+    // Local tunnels first; then, when none could take it, the other nodes holding the group.
     const attempt = async (): Promise<void> => {
       const opened = await openOn(group, tried);
       if (visitorGone) {
@@ -158,18 +189,15 @@ export function createProxy(deps: ProxyDeps): Proxy {
         return;
       }
       if (!opened) {
-        if (tried.size === 0) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
-        else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
+        if (mayHop && deps.remote && (await hop())) return;
+        if (tried.size === 0) {
+          const where = mayHop ? '' : ' on this node (forwarded requests are not forwarded again)';
+          reply(res, 503, `no tunnel is registered for group "${group}"${where}`, { 'retry-after': '1' });
+        } else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
         return;
       }
       const { tunnel, stream } = opened;
-      const upstream = http.request({
-        method: req.method,
-        path: req.url,
-        headers: forwardHeaders(req, requestId, false),
-        setHost: false,
-        createConnection: () => stream,
-      });
+      const upstream = http.request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => stream });
       current = { stream, upstream };
       const timer = setTimeout(() => {
         upstream.destroy();
@@ -194,7 +222,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
           res.destroy();
           return;
         }
-        if (!bodySent) {
+        if (!req.readableDidRead) {
           log.debug('tunnel failed before responding, retrying', { group, tunnel: tunnel.id, error: err.message, requestId });
           void attempt();
           return;
@@ -205,18 +233,34 @@ export function createProxy(deps: ProxyDeps): Proxy {
       upstream.once('finish', () => stream.end());
 
       if (!withBody) upstream.end();
-      else {
-        req.once('data', () => (bodySent = true));
-        if (limit > 0 && req.headers['content-length'] === undefined) {
-          req.pipe(bodyLimit(limit, () => {
-            req.unpipe();
-            upstream.destroy();
-            stream.reset(STREAM_CANCELLED);
-            reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
-          })).pipe(upstream);
-        } else req.pipe(upstream);
-      }
+      else if (limit > 0 && req.headers['content-length'] === undefined) {
+        const limited = bodyLimit(limit, () => {
+          req.unpipe();
+          upstream.destroy();
+          stream.reset(STREAM_CANCELLED);
+          reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
+        });
+        req.pipe(limited).pipe(upstream);
+      } else req.pipe(upstream);
     };
+
+    /** Forward to another node; false when no node could take the request before it began. */
+    const hop = async (): Promise<boolean> => {
+      const remote = deps.remote!;
+      for (const target of remote.targets(group)) {
+        if (visitorGone) return true;
+        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs);
+        deps.metrics.hopRequests.inc({ result: result.kind });
+        if (result.kind === 'response') return true;
+        if (result.kind === 'failed') {
+          reply(res, 502, `the node holding the tunnel failed while the request was being sent (request ${requestId})`);
+          return true;
+        }
+        log.debug('hop failed before responding, trying the next node', { group, target: target.id, error: result.error.message, requestId });
+      }
+      return false;
+    };
+
     void attempt().catch((err: Error) => {
       log.error('proxy failure', { group, error: err.message, requestId });
       reply(res, 502, `proxy error (request ${requestId})`);
@@ -250,5 +294,5 @@ export function createProxy(deps: ProxyDeps): Proxy {
     });
   }
 
-  return { onRequest, onUpgrade };
+  return { onRequest, onHopRequest, onUpgrade };
 }

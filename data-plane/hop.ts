@@ -1,0 +1,92 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type http from 'node:http';
+import { Agent, request as undiciRequest } from 'undici';
+import type { Logger } from '../shared/log.js';
+
+/**
+ * The internal hop: a node that has no tunnel for a group forwards the request
+ * to a node that has one. Headers that carry the hop; a visitor's copies are
+ * always dropped at the public listener.
+ */
+export const HOP_SECRET_HEADER = 'x-reverst-cluster-secret';
+export const HOP_FROM_HEADER = 'x-reverst-hop-from';
+export const HOP_GROUP_HEADER = 'x-reverst-group';
+export const HOP_HEADERS = new Set([HOP_SECRET_HEADER, HOP_FROM_HEADER, HOP_GROUP_HEADER]);
+
+/** Constant-time check of the cluster secret (hashing first hides its length). */
+export function secretMatches(given: string | string[] | undefined, secret: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(secret).digest();
+  return timingSafeEqual(a, b);
+}
+
+export interface HopTarget {
+  id: string;
+  /** The target node's internal listener, `host:port`. */
+  address: string;
+}
+
+export type HopResult =
+  | { kind: 'response' }
+  /** Failed before any response byte and before any body byte left: safe to try elsewhere. */
+  | { kind: 'retry'; error: Error }
+  | { kind: 'failed'; error: Error };
+
+/**
+ * Sends requests to other nodes over a keep-alive pool. Bodies stream both
+ * ways; the visitor's X-Forwarded-* (set by the public node) travel unchanged.
+ */
+export class HopClient {
+  readonly #agent = new Agent({ connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
+
+  constructor(
+    private readonly selfId: string,
+    private readonly secret: string,
+    private readonly log: Logger,
+  ) {}
+
+  async forward(target: HopTarget, group: string, req: http.IncomingMessage, headers: string[], res: http.ServerResponse, withBody: boolean, timeoutMs: number): Promise<HopResult> {
+    const out: Record<string, string | string[]> = {};
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!.toLowerCase();
+      if (name === 'connection') continue;
+      const prior = out[name];
+      out[name] = prior === undefined ? headers[i + 1]! : ([] as string[]).concat(prior, headers[i + 1]!);
+    }
+    out[HOP_SECRET_HEADER] = this.secret;
+    out[HOP_FROM_HEADER] = this.selfId;
+    out[HOP_GROUP_HEADER] = group;
+    try {
+      const up = await undiciRequest(`http://${target.address}${req.url ?? '/'}`, {
+        method: req.method as 'GET',
+        headers: out,
+        body: withBody ? req : undefined,
+        dispatcher: this.#agent,
+        headersTimeout: timeoutMs,
+        bodyTimeout: 0,
+      });
+      const raw: string[] = [];
+      for (const [name, value] of Object.entries(up.headers)) {
+        if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') continue;
+        for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
+      }
+      res.writeHead(up.statusCode, raw);
+      res.once('close', () => {
+        if (!res.writableFinished) up.body.destroy();
+      });
+      up.body.on('error', () => res.destroy());
+      up.body.pipe(res);
+      return { kind: 'response' };
+    } catch (err) {
+      const error = err as Error;
+      this.log.debug('hop failed', { target: target.id, group, error: error.message });
+      // Retrying is safe only while no body byte was read from the visitor.
+      return withBody && req.readableDidRead ? { kind: 'failed', error } : { kind: 'retry', error };
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close();
+  }
+}
