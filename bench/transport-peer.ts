@@ -64,7 +64,9 @@ function serve(s: Duplex): void {
 
 const quic = await QuicServer.listen({ alpn: ['bench'], key, cert, maxStreams: 256 });
 quic.on('connection', (conn) => conn.on('stream', serve));
-const tlsServer = tls.createServer({ key, cert }, serve);
+// Half-open like a QUIC stream: a client that ends its side ('U', 'D') must still get the answer.
+// No Nagle delay, so one small frame per round trip goes out at once, as a QUIC packet would.
+const tlsServer = tls.createServer({ key, cert, allowHalfOpen: true, noDelay: true }, serve);
 await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
 const tlsPort = (tlsServer.address() as { port: number }).port;
 process.stdout.write(JSON.stringify({ quicPort: quic.address().port, tlsPort }) + '\n');
