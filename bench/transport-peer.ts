@@ -62,7 +62,7 @@ function serve(s: Duplex): void {
   s.on('error', () => {});
 }
 
-const quic = await QuicServer.listen({ alpn: ['bench'], key, cert, maxStreams: 256 });
+const quic = await QuicServer.listen({ alpn: ['bench'], key, cert });
 quic.on('connection', (conn) => conn.on('stream', serve));
 // Half-open like a QUIC stream: a client that ends its side ('U', 'D') must still get the answer.
 // No Nagle delay, so one small frame per round trip goes out at once, as a QUIC packet would.
