@@ -29,6 +29,10 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'keep-alive-period', kind: 'duration', value: 'DURATION', help: 'period between keep-alive events', default: '30s' },
   { long: 'standalone', kind: 'boolean', help: 'one node with embedded config and auth, in-memory membership (no Redis, NATS or control plane)' },
   { long: 'node-id', kind: 'string', value: 'STRING', help: 'this node\'s id (default: random)' },
+  { long: 'membership', kind: 'string', value: 'URL', help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT', default: 'memory' },
+  { long: 'internal-address', kind: 'string', value: 'STRING', help: 'address other nodes forward requests to (cluster only)' },
+  { long: 'cluster-secret', kind: 'string', value: 'STRING', help: 'secret shared by the nodes of a cluster (cluster only)' },
+  { long: 'cluster-secret-file', kind: 'string', value: 'STRING', help: 'file holding the cluster secret' },
   { long: 'request-timeout', kind: 'duration', value: 'DURATION', help: 'longest wait for a response head from a tunnel (504 after)', default: '1m0s' },
   { long: 'max-header-size', kind: 'integer', value: 'BYTES', help: 'largest request header section accepted (431 above)', default: '16384' },
   { long: 'max-body-size', kind: 'integer', value: 'BYTES', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
@@ -50,6 +54,10 @@ export interface NodeFlags {
   keepAlivePeriodMs: number;
   standalone: boolean;
   nodeId?: string;
+  membership: string;
+  internalAddress?: string;
+  clusterSecret?: string;
+  clusterSecretFile?: string;
   requestTimeoutMs: number;
   maxHeaderSize: number;
   maxBodySize: number;
@@ -114,6 +122,12 @@ export function parseNodeFlags(argv: string[], env: NodeJS.ProcessEnv = process.
   parseLogLevel(flags.log);
   const missing = NODE_FLAGS.filter((f) => f.required && !out[camel(f.long)]).map((f) => `-${f.short}/--${f.long} (or ${envName(f.long)})`);
   if (missing.length > 0) throw new ReverstError('ERR_INVALID_OPTION', `missing required flag${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`);
+  if (flags.standalone && flags.membership !== 'memory') {
+    throw new ReverstError('ERR_INVALID_OPTION', '--standalone keeps membership in memory: drop --membership, or drop --standalone to join a cluster');
+  }
+  if (flags.clusterSecret && flags.clusterSecretFile) {
+    throw new ReverstError('ERR_INVALID_OPTION', 'give --cluster-secret or --cluster-secret-file, not both');
+  }
   if (flags.keepAlivePeriodMs >= flags.maxIdleTimeoutMs) {
     throw new ReverstError('ERR_INVALID_OPTION', '--keep-alive-period must be shorter than --max-idle-timeout, or idle tunnels time out between pings');
   }

@@ -4,7 +4,7 @@ import { createLogger } from '../shared/log.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode } from './node.js';
 
-async function readPem(path: string, flag: string): Promise<Buffer> {
+async function readFlagFile(path: string, flag: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
@@ -20,7 +20,8 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     return;
   }
   const logger = createLogger({ level: flags.log });
-  const [key, cert] = await Promise.all([readPem(flags.privateKeyPath, '-k/--private-key-path'), readPem(flags.certificatePath, '-c/--certificate-path')]);
+  const [key, cert] = await Promise.all([readFlagFile(flags.privateKeyPath, '-k/--private-key-path'), readFlagFile(flags.certificatePath, '-c/--certificate-path')]);
+  const clusterSecret = flags.clusterSecretFile ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim() : flags.clusterSecret;
   const node = await startNode({
     tunnelAddress: flags.tunnelAddress,
     httpAddress: flags.httpAddress,
@@ -37,6 +38,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     maxBodySize: flags.maxBodySize,
     drainTimeoutMs: flags.drainTimeoutMs,
     nodeId: flags.nodeId,
+    membership: flags.membership,
+    internalAddress: flags.internalAddress,
+    clusterSecret,
     logger,
   });
   let signals = 0;

@@ -3,10 +3,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
 import { groupsSourceFromUrl, matchHost, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
+import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
+import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, HopClient, secretMatches, type HopTarget } from './hop.js';
 import { createManagementServer } from './management.js';
+import { createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
 import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
@@ -33,6 +36,12 @@ export interface NodeOptions {
   /** Largest request body accepted (413 above); 0 or unset for no limit. */
   maxBodySize?: number;
   nodeId?: string;
+  /** Where nodes publish which groups they hold: `memory` (default: this node alone), `redis://…`, `nats://…`. */
+  membership?: string;
+  /** The internal hop listener other nodes forward requests to, `host:port` (cluster only). */
+  internalAddress?: string;
+  /** Shared by every node of a cluster; the hop refuses requests without it. */
+  clusterSecret?: string;
   registrationTimeoutMs?: number;
   /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
   drainDeadlineMs?: number;
@@ -46,7 +55,9 @@ export interface DataPlaneNode {
   readonly tunnelAddress: HostPort;
   readonly httpAddress: HostPort;
   readonly managementAddress: HostPort | undefined;
+  readonly internalAddress: HostPort | undefined;
   readonly registry: TunnelRegistry;
+  readonly membership: Membership;
   readonly metrics: Metrics;
   /** Stop taking requests, tell tunnels to move, let in-flight requests finish, then stop. */
   drain(): Promise<void>;
@@ -64,6 +75,10 @@ export function parseHostPort(value: string, flag: string): HostPort {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new TypeError(`${flag}: expected HOST:PORT (e.g. 127.0.0.1:7171), got "${value}"`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function reply401(res: http.ServerResponse): void {
+  res.writeHead(401, { 'content-type': 'text/plain' }).end('401 Unauthorized: missing or wrong cluster secret\n');
 }
 
 function listen(server: http.Server, at: HostPort): Promise<HostPort> {
@@ -152,6 +167,42 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     });
   });
 
+  // Requests in flight (public and hop), so a drain can wait for them.
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const track = (res: http.ServerResponse): void => {
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) idle?.();
+    });
+  };
+
+  // Cluster: which node holds which group, and the hop between nodes.
+  const membershipUrl = options.membership ?? 'memory';
+  const clustered = !/^memory(:|$)/.test(membershipUrl);
+  if (clustered && (!options.internalAddress || !options.clusterSecret)) {
+    await quic.close();
+    throw new ReverstError('ERR_INVALID_OPTION', '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file');
+  }
+  const membership = createMembership(membershipUrl, { logger: log.child({ component: 'membership' }) });
+  const hopClient = clustered ? new HopClient(nodeId, options.clusterSecret!, log.child({ component: 'hop' })) : undefined;
+  const turns = new Map<string, number>();
+  /** Other nodes holding the group, rotated per request so load spreads over them. */
+  const hopTargets = (group: string): HopTarget[] => {
+    const nodes = membership.nodesFor(group).filter((n) => n.id !== nodeId);
+    if (nodes.length < 2) return nodes;
+    const turn = (turns.get(group) ?? 0) % nodes.length;
+    turns.set(group, turn + 1);
+    return [...nodes.slice(turn), ...nodes.slice(0, turn)];
+  };
+  registry.on('change', () => membership.setGroups(registry.groups()));
+  membership.on('change', () => metrics.membershipEvents.inc({ type: 'change' }));
+  membership.on('health', (h: { ok: boolean; detail: string }) => {
+    metrics.membershipEvents.inc({ type: h.ok ? 'store_ok' : 'store_degraded' });
+    if (h.ok) log.info('membership store reachable again', { detail: h.detail });
+    else log.warn('membership store unreachable: local tunnels keep serving, cross-node routing uses the last known table', { detail: h.detail });
+  });
+
   const proxy = createProxy({
     route: (host) => matchHost(config, host),
     picker: registry,
@@ -159,14 +210,35 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
+    remote: hopClient ? { targets: hopTargets, hop: hopClient } : undefined,
   });
-  let inFlight = 0;
-  let idle: (() => void) | undefined;
-  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
-    inFlight++;
-    res.once('close', () => {
-      if (--inFlight === 0) idle?.();
+
+  let internal: http.Server | undefined;
+  let internalAddress: HostPort | undefined;
+  if (clustered) {
+    const secret = options.clusterSecret!;
+    internal = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
+      if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret)) {
+        metrics.hopReceived.inc({ result: 'unauthorized' });
+        reply401(res);
+        return;
+      }
+      const group = req.headers[HOP_GROUP_HEADER];
+      if (typeof group !== 'string' || typeof req.headers[HOP_FROM_HEADER] !== 'string') {
+        metrics.hopReceived.inc({ result: 'bad_request' });
+        res.writeHead(400, { 'content-type': 'text/plain' }).end(`400 Bad Request: hop requests carry ${HOP_GROUP_HEADER} and ${HOP_FROM_HEADER}\n`);
+        return;
+      }
+      metrics.hopReceived.inc({ result: 'served' });
+      track(res);
+      proxy.onHopRequest(req, res, group);
     });
+    internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
+  }
+  // A node alone has no hop listener: nobody forwards to it.
+  await membership.start({ id: nodeId, address: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : 'standalone' });
+  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
+    track(res);
     proxy.onRequest(req, res);
   });
   httpServer.on('upgrade', proxy.onUpgrade);
@@ -184,7 +256,11 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   let management: http.Server | undefined;
   let managementAddress: HostPort | undefined;
   if (options.managementAddress) {
-    management = createManagementServer(metrics, () => ({ ready: !draining, details: draining ? { status: 'draining' } : { status: 'serving' } }));
+    // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
+    management = createManagementServer(metrics, () => {
+      const store = membership.health();
+      return { ready: !draining, details: { status: draining ? 'draining' : 'serving', membership: store.ok ? 'ok' : `degraded: ${store.detail}` } };
+    });
     managementAddress = await listen(management, parseHostPort(options.managementAddress, '--management-address'));
   }
 
@@ -197,10 +273,15 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
       draining = true;
       source.close();
       httpServer.closeAllConnections();
+      // Leave first, so other nodes stop sending requests here.
+      await membership.stop({ leave: true });
+      internal?.closeAllConnections();
       await Promise.all([
         new Promise<void>((r) => httpServer.close(() => r())),
         quic.close({ code: 0, reason: 'node stopped' }),
         management ? new Promise<void>((r) => management!.close(() => r())) : undefined,
+        internal ? new Promise<void>((r) => internal!.close(() => r())) : undefined,
+        hopClient?.close(),
       ]);
       log.info('node stopped');
       resolveClosed();
@@ -232,6 +313,8 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     tunnelAddress: `${quic.address().host}:${quic.address().port}`,
     httpAddress: `${httpAddress.host}:${httpAddress.port}`,
     managementAddress: managementAddress ? `${managementAddress.host}:${managementAddress.port}` : undefined,
+    internalAddress: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : undefined,
+    membership: membershipUrl.replace(/\/\/[^@/]*@/, '//***@'),
   });
 
   return {
@@ -239,7 +322,9 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     tunnelAddress: quic.address(),
     httpAddress,
     managementAddress,
+    internalAddress,
     registry,
+    membership,
     metrics,
     drain,
     stop,
