@@ -46,7 +46,7 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
 
     control.write(encodeFrame({ Version: PROTOCOL_VERSION, Code: ResponseCode.Ok, Metadata: { NodeId: deps.nodeId } }));
     const tunnel: Tunnel = { id: `${deps.nodeId}-${++tunnelSeq}`, group, connection: conn, control, inFlight: 0 };
-    watchControlStream(tunnel, log);
+    watchControlStream(tunnel, deps.registry, log);
     // The client opens only the registration stream; anything more is refused.
     conn.on('stream', (s: QuicStream) => s.on('error', () => {}).reset(0));
     deps.registry.add(tunnel);
@@ -89,14 +89,22 @@ async function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T
   }
 }
 
-/** The client ending its control stream means it is leaving: close the tunnel. */
-function watchControlStream(tunnel: Tunnel, log: Logger): void {
+/** How long requests already on a leaving tunnel get to finish. */
+const LEAVE_GRACE_MS = 30_000;
+
+/**
+ * The client ending its control stream means it is leaving: no new requests go
+ * to the tunnel from then on, and those in flight finish before the connection closes.
+ */
+function watchControlStream(tunnel: Tunnel, registry: TunnelRegistry, log: Logger): void {
   const { control, connection } = tunnel;
   control.resume(); // frames from the client are not defined yet: read and ignore
   const leave = (): void => {
     if (connection.isClosing) return;
-    log.info('client closed its control stream', { tunnel: tunnel.id });
-    void connection.close({ code: 0, reason: 'control stream closed' });
+    log.info('client left: finishing its requests in flight', { tunnel: tunnel.id, inFlight: tunnel.inFlight });
+    registry.remove(tunnel);
+    control.end(); // the grace below waits for every stream, this one included
+    void connection.close({ code: 0, reason: 'client left', graceMs: LEAVE_GRACE_MS });
   };
   control.once('end', leave);
   control.once('close', leave);

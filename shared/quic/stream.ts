@@ -146,7 +146,7 @@ export class QuicStream extends Duplex {
         this.#fail(err);
         return false;
       }
-      if (sent === null) return true;
+      if (sent === null) return this.#stillOpen();
       this.#markCreated();
       this.#queued -= sent;
       if (sent < chunk.length) {
@@ -166,7 +166,7 @@ export class QuicStream extends Duplex {
         this.#fail(err);
         return false;
       }
-      if (sent === null) return true;
+      if (sent === null) return this.#stillOpen();
       this.#markCreated();
       this.#finSent = true;
     }
@@ -237,6 +237,27 @@ export class QuicStream extends Duplex {
     if (this.#created) return;
     this.#created = true;
     this.#host.streamCreated(this);
+  }
+
+  /**
+   * quiche answers "no room yet" both for a full window and for a stream it has
+   * already discarded (the peer reset it after our side finished reading). Ask
+   * for the capacity, which throws for a discarded stream, so such a writer fails
+   * at once instead of waiting forever. True while the stream can still take data.
+   */
+  #stillOpen(): boolean {
+    if (!this.#created) return true;
+    try {
+      this.#native.streamCapacity(this.id);
+      return true;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (message.startsWith('InvalidStreamState')) {
+        this.#finSent = true; // nothing of ours is left in quiche to reset
+        this.destroy(new QuicStreamResetError(this.id, 0));
+      } else this.#fail(err);
+      return false;
+    }
   }
 
   /** quiche reports stream errors as Error strings; turn them into ours. */

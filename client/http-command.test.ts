@@ -1,0 +1,139 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeCa, makeServerCert, startHttpServer, useCleanup, type KeyPair } from '../test/harness/index.js';
+import { startFakeNode } from '../test/fixtures/fake-node.js';
+import { CloseCode } from '../shared/protocol.js';
+import { DEFAULT_ADDRESS, USAGE, parseHttpCommand, runHttpCommand, type HttpCommand } from './http-command.js';
+
+useCleanup();
+
+const parse = (argv: string[], env: NodeJS.ProcessEnv = {}) => parseHttpCommand(argv, env) as HttpCommand;
+
+describe('reverst http flags', () => {
+  it('reads the origin and flags, with defaults', () => {
+    const command = parse(['3000', '--group', 'g']);
+    expect(command.origin.href).toBe('http://localhost:3000/');
+    expect(command.connect).toEqual({ addresses: [DEFAULT_ADDRESS], serverName: undefined, insecure: false, group: 'g', auth: undefined });
+    expect(command).toMatchObject({ preserveHost: false, originTimeoutMs: 60_000, logLevel: 'info', caPath: undefined });
+  });
+
+  it('takes every flag from the command line', () => {
+    const command = parse([
+      'https://127.0.0.1:8443/app',
+      '--address', 'a:7171',
+      '--address', '[::1]:7172',
+      '--server-name', 'tunnel.example',
+      '--ca', 'ca.pem',
+      '--group', 'g',
+      '--username', 'u',
+      '--password', 'p',
+      '--preserve-host',
+      '--origin-timeout', '1m30s',
+      '-l', 'DEBUG',
+    ]);
+    expect(command.origin.href).toBe('https://127.0.0.1:8443/app');
+    expect(command.connect).toEqual({
+      addresses: ['a:7171', '[::1]:7172'],
+      serverName: 'tunnel.example',
+      insecure: false,
+      group: 'g',
+      auth: { scheme: 'Basic', credentials: Buffer.from('u:p').toString('base64') },
+    });
+    expect(command).toMatchObject({ caPath: 'ca.pem', preserveHost: true, originTimeoutMs: 90_000, logLevel: 'debug' });
+  });
+
+  it('takes each flag from REVERST_<LONG_NAME>, with a comma-separated address list', () => {
+    const command = parse(['localhost:8080'], {
+      REVERST_ADDRESS: 'a:1, b:2',
+      REVERST_SERVER_NAME: 'n',
+      REVERST_GROUP: 'g',
+      REVERST_TOKEN: 't0k',
+      REVERST_INSECURE: 'true',
+      REVERST_PRESERVE_HOST: '1',
+      REVERST_ORIGIN_TIMEOUT: '5s',
+      REVERST_LOG: 'warn',
+    });
+    expect(command.origin.href).toBe('http://localhost:8080/');
+    expect(command.connect).toEqual({ addresses: ['a:1', 'b:2'], serverName: 'n', insecure: true, group: 'g', auth: { scheme: 'Bearer', credentials: 't0k' } });
+    expect(command).toMatchObject({ preserveHost: true, originTimeoutMs: 5_000, logLevel: 'warn' });
+  });
+
+  it('lets the command line win over the environment', () => {
+    const command = parse(['1', '--group', 'flag', '--address', 'c:3'], { REVERST_GROUP: 'env', REVERST_ADDRESS: 'a:1' });
+    expect(command.connect.group).toBe('flag');
+    expect(command.connect.addresses).toEqual(['c:3']);
+  });
+
+  it('returns help for -h, whatever else is wrong', () => {
+    expect(parseHttpCommand(['-h'], {})).toBe('help');
+    expect(parseHttpCommand(['--help', '--bogus'], {})).toBe('help');
+  });
+
+  it.each([
+    [[], {}, /give the local port or URL/],
+    [['1', '2', '--group', 'g'], {}, /expected one port or URL/],
+    [['1'], {}, /--group \(or REVERST_GROUP\) is required/],
+    [['1', '--group', 'g', '--bogus'], {}, /Unknown option '--bogus'/],
+    [['1', '--group', 'g', '--address', 'nope'], {}, /expected host:port/],
+    [['1', '--group', 'g', '--token', 't', '--username', 'u'], {}, /--token and --username\/--password conflict/],
+    [['1', '--group', 'g', '--username', 'u'], {}, /--username and --password go together/],
+    [['1', '--group', 'g', '--ca', 'x', '--insecure'], {}, /--ca and --insecure conflict/],
+    [['1', '--group', 'g', '--origin-timeout', '30'], {}, /--origin-timeout: expected a duration/],
+    [['1', '--group', 'g', '--origin-timeout', '0'], {}, /--origin-timeout: expected a duration/],
+    [['1', '--group', 'g', '-l', 'loud'], {}, /unknown log level/],
+    [['ftp://x', '--group', 'g'], {}, /origin must be http or https/],
+    [['1'], { REVERST_GROUP: 'g', REVERST_INSECURE: 'maybe' }, /REVERST_INSECURE: expected true or false/],
+  ] as [string[], NodeJS.ProcessEnv, RegExp][])('rejects %j %j with a message that says what to change', (argv, env, message) => {
+    expect(() => parseHttpCommand(argv, env)).toThrow(message);
+  });
+});
+
+describe('running reverst http', () => {
+  let ca: KeyPair;
+  let server: KeyPair;
+  beforeAll(async () => {
+    ca = await makeCa();
+    server = await makeServerCert(ca);
+  });
+
+  function io() {
+    const out: string[] = [];
+    const stop = new AbortController();
+    return { out, stop, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: () => true }, signal: stop.signal } };
+  }
+
+  it('prints usage for -h', async () => {
+    const { out, io: streams } = io();
+    await runHttpCommand(['-h'], {}, streams);
+    expect(out.join('')).toBe(USAGE);
+  });
+
+  it('forwards requests from the tunnel to the origin and prints one line when ready', async () => {
+    const origin = await startHttpServer((req, res) => res.end(`origin saw ${req.method} ${req.url} for ${req.headers.host}`));
+    const node = await startFakeNode({ server, nodeId: 'n1' });
+    const { out, stop, io: streams } = io();
+    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost' };
+    const running = runHttpCommand([String(origin.port), '--group', 'g', '--address', node.address], env, streams);
+    const registration = await node.nextRegistration();
+    await expect.poll(() => out.length).toBe(1);
+    expect(out[0]).toBe(`forwarding g → http://localhost:${origin.port}/ via n1 (${node.address})\n`);
+    const res = await node.send(registration, { path: '/hello?x=1' });
+    expect(res.body.toString()).toBe(`origin saw GET /hello?x=1 for localhost:${origin.port}`);
+    stop.abort();
+    await running;
+  });
+
+  it('fails with one line when the node refuses the credentials', async () => {
+    const node = await startFakeNode({ server, refuse: () => ({ code: CloseCode.ClientError, reason: 'unauthorized' }) });
+    const { out, io: streams } = io();
+    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost', REVERST_USERNAME: 'u', REVERST_PASSWORD: 'wrong' };
+    await expect(runHttpCommand(['3000', '--group', 'g', '--address', node.address], env, streams)).rejects.toThrow(
+      /^registration failed: unauthorized \(check --username\/--password or --token\)$/,
+    );
+    expect(out).toEqual([]);
+  });
+
+  it('names the file when the CA cannot be read', async () => {
+    const { io: streams } = io();
+    await expect(runHttpCommand(['3000', '--group', 'g', '--ca', '/nonexistent/ca.pem'], {}, streams)).rejects.toThrow(/--ca: cannot read \/nonexistent\/ca\.pem: ENOENT/);
+  });
+});

@@ -1,0 +1,133 @@
+import type http from 'node:http';
+import { rootCertificates } from 'node:tls';
+import { ReverstError } from '../shared/errors.js';
+import { silentLogger, type Logger } from '../shared/log.js';
+import { authorizationValue, type Auth } from './auth.js';
+import { toHttpServer, type Handler } from './handler.js';
+
+/** The first retry comes quickly: a restarting node is usually back within moments. */
+export const DEFAULT_MIN_DELAY_MS = 100;
+/** Long enough not to hammer a node that is down for good, short enough to notice it is back. */
+export const DEFAULT_MAX_DELAY_MS = 30_000;
+/** The seed client's idle timeout: a dead node is noticed within 20 s. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
+/** The seed client's keep-alive, at half the idle timeout so one lost ping is not fatal. */
+export const DEFAULT_KEEP_ALIVE_MS = 10_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** A node that completed the handshake but never answers the registration is as good as dead. */
+export const DEFAULT_REGISTRATION_TIMEOUT_MS = 10_000;
+/** A connection that lived this long was healthy: the next failure starts the backoff afresh. */
+export const HEALTHY_AFTER_MS = 10_000;
+/** How long close() lets in-flight requests finish before resetting them. */
+export const DEFAULT_CLOSE_GRACE_MS = 5_000;
+
+export interface ConnectOptions {
+  /** Nodes to dial as `host:port` (IPv6 as `[::1]:7171`), tried in order. */
+  addresses: string[];
+  /** Name the node's certificate must carry (default: each address's host). */
+  serverName?: string;
+  /** PEM CA bundle the node's certificate must chain to (default: Node's public roots). */
+  ca?: string | Buffer;
+  /** Skip certificate verification: for local experiments only. */
+  insecure?: boolean;
+  group: string;
+  auth?: Auth;
+  handler: Handler;
+  /** Tunnels to hold at once, on distinct nodes where the addresses allow it. */
+  connections?: number;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  idleTimeoutMs?: number;
+  keepAliveMs?: number;
+  connectTimeoutMs?: number;
+  registrationTimeoutMs?: number;
+  /** Aborting stops the tunnel, like close(); a pending connect() rejects. */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface Address {
+  host: string;
+  port: number;
+  /** As given, for logs and events. */
+  text: string;
+}
+
+/** Everything a tunnel needs, validated and with defaults applied. */
+export interface TunnelOptions {
+  addresses: Address[];
+  serverName?: string;
+  ca?: string | Buffer;
+  insecure: boolean;
+  group: string;
+  authorization?: string;
+  server: http.Server;
+  connections: number;
+  minDelayMs: number;
+  maxDelayMs: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  connectTimeoutMs: number;
+  registrationTimeoutMs: number;
+  signal?: AbortSignal;
+  logger: Logger;
+}
+
+const invalid = (message: string) => new ReverstError('ERR_INVALID_OPTION', message);
+
+export function parseAddress(text: string): Address {
+  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : 0;
+  if (!match || port < 1 || port > 65535) {
+    throw invalid(`address ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:7171 or [::1]:7171`);
+  }
+  return { host: match[1] ?? match[2], port, text: text.trim() };
+}
+
+function positive(name: string, value: number | undefined, fallback: number, { integer = false } = {}): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw invalid(`${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
+  if (!Array.isArray(options.addresses) || options.addresses.length === 0) {
+    throw invalid('addresses: give at least one node address as host:port');
+  }
+  if (typeof options.group !== 'string' || options.group === '') throw invalid('group: give the tunnel group to register on');
+  if (options.insecure && options.ca) throw invalid('ca and insecure conflict: a CA is only used to verify, and insecure skips verifying');
+  if (!options.handler) throw invalid('handler: give a fetch handler, a Node request listener or an http.Server');
+
+  const logger = (options.logger ?? silentLogger).child({ component: 'tunnel', group: options.group });
+  const minDelayMs = positive('minDelayMs', options.minDelayMs, DEFAULT_MIN_DELAY_MS);
+  const maxDelayMs = positive('maxDelayMs', options.maxDelayMs, DEFAULT_MAX_DELAY_MS);
+  if (maxDelayMs < minDelayMs) throw invalid(`maxDelayMs (${maxDelayMs}) must not be below minDelayMs (${minDelayMs})`);
+  const idleTimeoutMs = positive('idleTimeoutMs', options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS);
+  const keepAliveMs = options.keepAliveMs ?? Math.min(DEFAULT_KEEP_ALIVE_MS, Math.floor(idleTimeoutMs / 2));
+  if (!Number.isFinite(keepAliveMs) || keepAliveMs < 0) throw invalid(`keepAliveMs: expected 0 (off) or a positive number, got ${keepAliveMs}`);
+  if (keepAliveMs >= idleTimeoutMs) {
+    throw invalid(`keepAliveMs (${keepAliveMs}) must be shorter than idleTimeoutMs (${idleTimeoutMs}), or the connection idles out between pings`);
+  }
+
+  return {
+    addresses: options.addresses.map(parseAddress),
+    serverName: options.serverName || undefined,
+    // quiche does not load the system's trust store: without a CA, use Node's bundled roots.
+    ca: options.insecure ? undefined : (options.ca ?? rootCertificates.join('\n')),
+    insecure: options.insecure ?? false,
+    group: options.group,
+    authorization: options.auth ? authorizationValue(options.auth) : undefined,
+    server: toHttpServer(options.handler, logger.child({ component: 'handler' })),
+    connections: positive('connections', options.connections, 1, { integer: true }),
+    minDelayMs,
+    maxDelayMs,
+    idleTimeoutMs,
+    keepAliveMs,
+    connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    registrationTimeoutMs: positive('registrationTimeoutMs', options.registrationTimeoutMs, DEFAULT_REGISTRATION_TIMEOUT_MS),
+    signal: options.signal,
+    logger,
+  };
+}

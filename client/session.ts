@@ -1,0 +1,222 @@
+/**
+ * One registered tunnel: a QUIC connection to one node, its control stream, and the
+ * request streams the node opens on it. The Tunnel above decides when to make or drop one.
+ */
+import { EventEmitter } from 'node:events';
+import type http from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ServerError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import {
+  ALPN,
+  CloseCode,
+  FrameDecoder,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  errorForClose,
+  parseControlFrame,
+  readFrame,
+  validateRegisterResponse,
+  type Frame,
+  type RegisterRequest,
+} from '../shared/protocol.js';
+import { QuicClosedError, connectQuic, type QuicCloseInfo, type QuicConnection, type QuicStream } from '../shared/quic/index.js';
+import type { Address, TunnelOptions } from './options.js';
+
+/**
+ * After a registration step fails, how long to wait for the node's CONNECTION_CLOSE: a
+ * refusal arrives as a close code, and the stream error that got here first says less.
+ */
+const REFUSAL_SETTLE_MS = 250;
+
+/** Reset code for request streams that arrive while the client is leaving (HTTP/3's H3_REQUEST_REJECTED: not processed, safe to retry). */
+const REFUSED_STREAM_CODE = 0x10b;
+
+export type SessionOptions = Pick<
+  TunnelOptions,
+  'serverName' | 'ca' | 'insecure' | 'group' | 'authorization' | 'server' | 'idleTimeoutMs' | 'keepAliveMs' | 'connectTimeoutMs' | 'registrationTimeoutMs'
+> & { address: Address; logger: Logger; signal?: AbortSignal };
+
+interface SessionEvents {
+  /** The node is going away; it closes the connection after `deadlineMs`. */
+  drain: [deadlineMs: number];
+}
+
+export class Session extends EventEmitter<SessionEvents> {
+  readonly address: Address;
+  readonly nodeId: string;
+  /** Settles when the connection is gone: with why, or undefined if this side closed it. */
+  readonly ended: Promise<Error | undefined>;
+
+  readonly #conn: QuicConnection;
+  readonly #control: QuicStream;
+  readonly #requests: RequestStreams;
+  readonly #logger: Logger;
+  #closing: Promise<void> | undefined;
+  #endReason: Error | undefined;
+
+  constructor(conn: QuicConnection, control: QuicStream, nodeId: string, requests: RequestStreams, options: SessionOptions) {
+    super();
+    this.address = options.address;
+    this.nodeId = nodeId;
+    this.#conn = conn;
+    this.#control = control;
+    this.#requests = requests;
+    this.#logger = options.logger;
+    this.ended = conn.closed.then((info) => (this.#closing ? this.#endReason : closeError(info)));
+    this.#readControl();
+  }
+
+  /**
+   * Leave the node: refuse new request streams (reset before any response, so the node
+   * can retry them on another tunnel), give in-flight ones up to `graceMs` to finish,
+   * then close the connection, which is what takes the tunnel out of the node's rotation.
+   */
+  close(graceMs = 0): Promise<void> {
+    this.#closing ??= this.#leave(graceMs);
+    return this.#closing;
+  }
+
+  async #leave(graceMs: number): Promise<void> {
+    this.#requests.refuseNew();
+    // The control stream stays open meanwhile: the data plane reads its end as "close me now".
+    if (graceMs > 0) await this.#requests.idle(graceMs);
+    await this.#conn.close({ code: CloseCode.NoError, reason: 'client leaving' });
+    await this.ended;
+  }
+
+  #readControl(): void {
+    const decoder = new FrameDecoder();
+    this.#control.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (error) {
+        // The stream is out of sync: nothing later on it can be trusted.
+        this.#abandon(new ServerError('node sent a malformed control frame', { cause: error }));
+        return;
+      }
+      for (const frame of frames) this.#onControlFrame(frame);
+    });
+    // The node ending its side ('end'), or a reset ('close' without 'end'): the registration is over.
+    const over = () => this.#abandon(new ServerError(`node ${this.nodeId} ended the control stream`));
+    this.#control.once('end', over).once('close', over);
+  }
+
+  #onControlFrame(frame: Frame): void {
+    let control;
+    try {
+      control = parseControlFrame(frame);
+    } catch (error) {
+      this.#logger.warn('ignoring a malformed control frame', { error });
+      return;
+    }
+    // Types added by later versions are ignored.
+    if (control?.Type === 'drain') this.emit('drain', control.DeadlineMs);
+  }
+
+  /** The registration is gone while the connection is not: drop the connection too. */
+  #abandon(reason: Error): void {
+    // A closing connection destroys its streams: the close info explains that better.
+    if (this.#closing || this.#conn.isClosing) return;
+    this.#endReason = reason;
+    void this.close();
+  }
+}
+
+/** Dial `address`, register on the group and start serving. Rejects with why it failed. */
+export async function openSession(options: SessionOptions): Promise<Session> {
+  const { address, logger } = options;
+  const conn = await connectQuic({
+    alpn: [ALPN],
+    host: address.host,
+    port: address.port,
+    serverName: options.serverName,
+    ca: options.ca,
+    verifyPeer: !options.insecure,
+    idleTimeoutMs: options.idleTimeoutMs,
+    keepAliveMs: options.keepAliveMs,
+    connectTimeoutMs: options.connectTimeoutMs,
+  });
+  // The first requests can arrive right behind the registration answer: serve from the start.
+  const requests = new RequestStreams(conn, options.server, logger);
+  const abort = () => void conn.close({ code: CloseCode.NoError, reason: 'client closing' });
+  options.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    options.signal?.throwIfAborted();
+    const { control, nodeId } = await register(conn, options);
+    return new Session(conn, control, nodeId, requests, options);
+  } catch (err) {
+    const reason = await explainFailure(conn, err);
+    await conn.close();
+    throw reason;
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
+  }
+}
+
+async function register(conn: QuicConnection, options: SessionOptions): Promise<{ control: QuicStream; nodeId: string }> {
+  const control = await conn.openStream();
+  control.on('error', (error) => options.logger.debug('control stream failed', { error }));
+  const request: RegisterRequest = {
+    Version: PROTOCOL_VERSION,
+    TunnelGroup: options.group,
+    Metadata: options.authorization ? { Authorization: options.authorization } : {},
+  };
+  control.write(encodeFrame(request));
+  const response = validateRegisterResponse(await readFrame(control, { timeoutMs: options.registrationTimeoutMs }));
+  return { control, nodeId: response.Metadata?.NodeId ?? 'unknown' };
+}
+
+/** A node refuses a registration by closing the connection; prefer its close code to our symptom. */
+async function explainFailure(conn: QuicConnection, err: unknown): Promise<unknown> {
+  const info = conn.isClosing ? await conn.closed : await Promise.race([conn.closed, delay(REFUSAL_SETTLE_MS, undefined, { ref: false })]);
+  return info?.byPeer ? closeError(info) : err;
+}
+
+/** The error for a connection the node (or the network) ended. */
+function closeError(info: QuicCloseInfo): Error {
+  if (info.byPeer && info.app) return errorForClose(info.code, info.reason);
+  return info.error ?? new QuicClosedError(info);
+}
+
+/** The streams the node opens for requests, each handed to the http.Server as a connection. */
+class RequestStreams {
+  readonly #open = new Set<QuicStream>();
+  readonly #idleWaiters = new Set<() => void>();
+  #refusing = false;
+
+  constructor(conn: QuicConnection, server: http.Server, logger: Logger) {
+    conn.on('stream', (stream: QuicStream) => {
+      // A visitor who leaves resets the stream: that is routine, never a crash.
+      stream.on('error', (error) => logger.debug('request stream ended abnormally', { stream: stream.id, error }));
+      if (this.#refusing) {
+        stream.reset(REFUSED_STREAM_CODE);
+        return;
+      }
+      this.#open.add(stream);
+      stream.once('close', () => {
+        this.#open.delete(stream);
+        if (this.#open.size === 0) for (const wake of this.#idleWaiters) wake();
+      });
+      server.emit('connection', stream);
+    });
+  }
+
+  /** From now on, reset new streams instead of serving them. */
+  refuseNew(): void {
+    this.#refusing = true;
+  }
+
+  /** Resolves once no request stream is open, or after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<void> {
+    if (this.#open.size === 0) return;
+    let wake!: () => void;
+    const idle = new Promise<void>((resolve) => (wake = resolve));
+    this.#idleWaiters.add(wake);
+    const timer = setTimeout(wake, timeoutMs);
+    await idle;
+    clearTimeout(timer);
+    this.#idleWaiters.delete(wake);
+  }
+}
