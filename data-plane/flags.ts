@@ -30,6 +30,7 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'standalone', kind: 'boolean', help: 'one node with embedded config and auth, in-memory membership (no Redis, NATS or control plane)' },
   { long: 'node-id', kind: 'string', value: 'STRING', help: 'this node\'s id (default: random)' },
   { long: 'membership', kind: 'string', value: 'URL', help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT', default: 'memory' },
+  { long: 'membership-ttl', kind: 'duration', value: 'DURATION', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
   { long: 'internal-address', kind: 'string', value: 'STRING', help: 'address other nodes forward requests to (cluster only)' },
   { long: 'cluster-secret', kind: 'string', value: 'STRING', help: 'secret shared by the nodes of a cluster (cluster only)' },
   { long: 'cluster-secret-file', kind: 'string', value: 'STRING', help: 'file holding the cluster secret' },
@@ -55,6 +56,7 @@ export interface NodeFlags {
   standalone: boolean;
   nodeId?: string;
   membership: string;
+  membershipTtlMs: number;
   internalAddress?: string;
   clusterSecret?: string;
   clusterSecretFile?: string;

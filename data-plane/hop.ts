@@ -11,7 +11,9 @@ import type { Logger } from '../shared/log.js';
 export const HOP_SECRET_HEADER = 'x-reverst-cluster-secret';
 export const HOP_FROM_HEADER = 'x-reverst-hop-from';
 export const HOP_GROUP_HEADER = 'x-reverst-group';
-export const HOP_HEADERS = new Set([HOP_SECRET_HEADER, HOP_FROM_HEADER, HOP_GROUP_HEADER]);
+/** Set on a hop's 503 when the receiving node holds no tunnel for the group (any more). */
+export const HOP_NO_TUNNEL_HEADER = 'x-reverst-no-tunnel';
+export const HOP_HEADERS = new Set([HOP_SECRET_HEADER, HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_NO_TUNNEL_HEADER]);
 
 /** Constant-time check of the cluster secret (hashing first hides its length). */
 export function secretMatches(given: string | string[] | undefined, secret: string): boolean {
@@ -66,9 +68,14 @@ export class HopClient {
         headersTimeout: timeoutMs,
         bodyTimeout: 0,
       });
+      // The route table was stale (the tunnel just left that node): try the next node.
+      if (up.statusCode === 503 && up.headers[HOP_NO_TUNNEL_HEADER] !== undefined && !(withBody && req.readableDidRead)) {
+        up.body.resume();
+        return { kind: 'retry', error: new Error(`node ${target.id} holds no tunnel for ${group}`) };
+      }
       const raw: string[] = [];
       for (const [name, value] of Object.entries(up.headers)) {
-        if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') continue;
+        if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === HOP_NO_TUNNEL_HEADER) continue;
         for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
       }
       res.writeHead(up.statusCode, raw);

@@ -39,6 +39,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     drainTimeoutMs: flags.drainTimeoutMs,
     nodeId: flags.nodeId,
     membership: flags.membership,
+    membershipTtlMs: flags.membershipTtlMs,
     internalAddress: flags.internalAddress,
     clusterSecret,
     logger,

@@ -4,7 +4,7 @@ import type { Metrics } from './metrics.js';
 export interface Readiness {
   ready: boolean;
   /** Why not ready, or what is degraded, for operators reading /readyz. */
-  details: Record<string, string>;
+  details: Record<string, unknown>;
 }
 
 /**

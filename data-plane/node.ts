@@ -9,7 +9,7 @@ import { ALPN, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
 import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, HopClient, secretMatches, type HopTarget } from './hop.js';
 import { createManagementServer } from './management.js';
-import { createMembership, type Membership } from './membership/index.js';
+import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
 import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
@@ -38,6 +38,8 @@ export interface NodeOptions {
   nodeId?: string;
   /** Where nodes publish which groups they hold: `memory` (default: this node alone), `redis://…`, `nats://…`. */
   membership?: string;
+  /** How long a node that stops heartbeating stays in the route tables (default 6 s). */
+  membershipTtlMs?: number;
   /** The internal hop listener other nodes forward requests to, `host:port` (cluster only). */
   internalAddress?: string;
   /** Shared by every node of a cluster; the hop refuses requests without it. */
@@ -184,7 +186,13 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     await quic.close();
     throw new ReverstError('ERR_INVALID_OPTION', '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file');
   }
-  const membership = createMembership(membershipUrl, { logger: log.child({ component: 'membership' }) });
+  const ttlMs = options.membershipTtlMs ?? DEFAULT_TTL_MS;
+  const membership = createMembership(membershipUrl, {
+    ttlMs,
+    heartbeatMs: Math.max(1, Math.floor(ttlMs / 3)),
+    resyncMs: Math.min(DEFAULT_RESYNC_MS, ttlMs),
+    logger: log.child({ component: 'membership' }),
+  });
   const hopClient = clustered ? new HopClient(nodeId, options.clusterSecret!, log.child({ component: 'hop' })) : undefined;
   const turns = new Map<string, number>();
   /** Other nodes holding the group, rotated per request so load spreads over them. */
@@ -259,7 +267,15 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
     management = createManagementServer(metrics, () => {
       const store = membership.health();
-      return { ready: !draining, details: { status: draining ? 'draining' : 'serving', membership: store.ok ? 'ok' : `degraded: ${store.detail}` } };
+      return {
+        ready: !draining,
+        details: {
+          status: draining ? 'draining' : 'serving',
+          membership: store.ok ? 'ok' : `degraded: ${store.detail}`,
+          nodes: membership.nodes().map((n) => n.id),
+          groups: Object.fromEntries([...config.groups.keys()].map((g) => [g, membership.nodesFor(g).map((n) => n.id)])),
+        },
+      };
     });
     managementAddress = await listen(management, parseHostPort(options.managementAddress, '--management-address'));
   }

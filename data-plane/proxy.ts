@@ -3,7 +3,7 @@ import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
 import type { Logger } from '../shared/log.js';
 import type { QuicStream } from '../shared/quic/index.js';
-import { HOP_HEADERS, type HopClient, type HopTarget } from './hop.js';
+import { HOP_HEADERS, HOP_NO_TUNNEL_HEADER, type HopClient, type HopTarget } from './hop.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelPicker } from './tunnels.js';
 
@@ -191,8 +191,8 @@ export function createProxy(deps: ProxyDeps): Proxy {
       if (!opened) {
         if (mayHop && deps.remote && (await hop())) return;
         if (tried.size === 0) {
-          const where = mayHop ? '' : ' on this node (forwarded requests are not forwarded again)';
-          reply(res, 503, `no tunnel is registered for group "${group}"${where}`, { 'retry-after': '1' });
+          if (mayHop) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
+          else reply(res, 503, `no tunnel for group "${group}" on this node (forwarded requests are not forwarded again)`, { [HOP_NO_TUNNEL_HEADER]: '1' });
         } else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
         return;
       }

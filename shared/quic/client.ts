@@ -51,8 +51,10 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
   });
   socket.on('message', (msg) => conn.receive(msg, remote));
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket.
-    if (err.code === 'ECONNREFUSED' && !conn.established) conn.abort(new QuicConnectionRefusedError(target, err));
+    // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket: the
+    // peer's process is gone (before or after the handshake), so don't wait for
+    // the idle timeout to say so.
+    if (err.code === 'ECONNREFUSED') conn.abort(new QuicConnectionRefusedError(target, err));
   });
 
   const timer = setTimeout(() => conn.abort(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { ReverstError } from '../../shared/errors.js';
+import {
+  createMembership,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_NAMESPACE,
+  DEFAULT_RESYNC_MS,
+  DEFAULT_TTL_MS,
+  parseMembershipOptions,
+} from './index.js';
+
+describe('createMembership', () => {
+  const accepted = ['memory', 'memory://', 'memory://cluster', 'redis://127.0.0.1:6379', 'rediss://cache:6380/2', 'nats://127.0.0.1:4222', 'NATS://u:p@host'];
+  it.each(accepted)('accepts %s without connecting yet', (url) => {
+    expect(createMembership(url).health()).toEqual({ ok: false, detail: 'not started' });
+  });
+
+  it.each(['etcd://127.0.0.1:2379', 'redis', '/var/run/redis.sock', '', 'http://[::1]:8222'])('rejects %j, naming the accepted forms', (url) => {
+    let error: unknown;
+    try {
+      createMembership(url);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ReverstError);
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    expect((error as Error).message).toMatch(/^unsupported membership store ".*": use memory, memory:\/\/<name>, redis:\/\/.*rediss:\/\/.*nats:\/\//);
+  });
+
+  it('rejects a malformed URL for a known store', () => {
+    expect(() => createMembership('nats://[::1')).toThrow(/^malformed URL for the membership store "nats:\/\/\[::1": use memory/);
+  });
+
+  it('keeps passwords out of the error message', () => {
+    expect(() => createMembership('mongodb://admin:hunter2@db:27017')).toThrow(/mongodb:\/\/admin:\*\*\*@db:27017/);
+  });
+
+  it('a private memory store is standalone: two of them never see each other', async () => {
+    const a = createMembership('memory');
+    const b = createMembership('memory');
+    a.setGroups(['flipt.dev.local']);
+    await a.start({ id: 'a', address: 'a:1' });
+    await b.start({ id: 'b', address: 'b:1' });
+    expect(a.health().ok).toBe(true);
+    expect(b.nodes().map((n) => n.id)).toEqual(['b']);
+    expect(b.nodesFor('flipt.dev.local')).toEqual([]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('rejects a second start() and a node without an id or address', async () => {
+    const m = createMembership('memory');
+    await expect(m.start({ id: '', address: 'a:1' })).rejects.toThrow(/non-empty id and address/);
+    const n = createMembership('memory');
+    await n.start({ id: 'n', address: 'n:1' });
+    await expect(n.start({ id: 'n', address: 'n:1' })).rejects.toThrow(/already called/);
+    await n.stop();
+  });
+
+  it('a throwing change listener breaks neither setGroups nor the store', async () => {
+    const a = createMembership('memory://listener-test');
+    const b = createMembership('memory://listener-test');
+    b.on('change', () => {
+      throw new Error('listener bug');
+    });
+    await a.start({ id: 'a', address: 'a:1' });
+    await b.start({ id: 'b', address: 'b:1' });
+    expect(() => b.setGroups(['g'])).not.toThrow();
+    a.setGroups(['g']);
+    await expect.poll(() => b.nodesFor('g').map((n) => n.id).sort()).toEqual(['a', 'b']);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe('parseMembershipOptions', () => {
+  it('applies the documented defaults', () => {
+    expect(parseMembershipOptions()).toMatchObject({
+      ttlMs: DEFAULT_TTL_MS,
+      heartbeatMs: DEFAULT_HEARTBEAT_MS,
+      resyncMs: DEFAULT_RESYNC_MS,
+      namespace: DEFAULT_NAMESPACE,
+    });
+    expect(DEFAULT_HEARTBEAT_MS * 3).toBeLessThanOrEqual(DEFAULT_TTL_MS);
+  });
+
+  it('derives the heartbeat from a short TTL when none is given', () => {
+    expect(parseMembershipOptions({ ttlMs: 1_500 }).heartbeatMs).toBe(500);
+  });
+
+  it('rejects a heartbeat that is not shorter than the TTL, saying what to change', () => {
+    expect(() => parseMembershipOptions({ ttlMs: 1_000, heartbeatMs: 1_000 })).toThrow(
+      /heartbeatMs \(1000\) must be shorter than ttlMs \(1000\).*lower heartbeatMs or raise ttlMs/,
+    );
+  });
+
+  it.each([
+    [{ ttlMs: 0 }, /ttlMs must be a positive whole number/],
+    [{ resyncMs: 1.5 }, /resyncMs must be a positive whole number/],
+    [{ heartbeatMs: -1 }, /heartbeatMs must be a positive whole number/],
+    [{ namespace: 'a:b' }, /namespace "a:b" may only contain letters, digits, "-" and "_"/],
+    [{ namespace: '' }, /namespace "" may only contain/],
+  ])('rejects %j', (options, message) => {
+    expect(() => parseMembershipOptions(options)).toThrow(message);
+  });
+});

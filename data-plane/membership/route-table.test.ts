@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { RouteTable } from './route-table.js';
+import type { NodeRecord } from './store.js';
+
+const record = (address: string, ...groups: string[]): NodeRecord => ({ address, groups });
+const ids = (table: RouteTable, group: string) => table.nodesFor(group).map((n) => n.id).sort();
+
+describe('RouteTable', () => {
+  it('indexes nodes by group and reports only real changes', () => {
+    const table = new RouteTable();
+    expect(table.apply('a', record('a:1', 'x', 'y'))).toBe(true);
+    expect(table.apply('b', record('b:1', 'x'))).toBe(true);
+    expect(ids(table, 'x')).toEqual(['a', 'b']);
+    expect(ids(table, 'y')).toEqual(['a']);
+
+    expect(table.apply('a', record('a:1', 'y', 'x'))).toBe(false); // same set, other order
+    expect(table.apply('a', record('a:2', 'y'))).toBe(true);
+    expect(ids(table, 'x')).toEqual(['b']);
+    expect(table.nodesFor('y')).toEqual([{ id: 'a', address: 'a:2' }]);
+
+    expect(table.apply('b', undefined)).toBe(true);
+    expect(table.apply('b', undefined)).toBe(false);
+    expect(table.nodesFor('x')).toEqual([]);
+    expect(table.size).toBe(1);
+  });
+
+  it('replace() makes the table match a listing', () => {
+    const table = new RouteTable();
+    table.apply('gone', record('g:1', 'x'));
+    table.apply('kept', record('k:1', 'x'));
+    table.beginListing();
+    expect(table.replace(new Map([['kept', record('k:1', 'x')], ['new', record('n:1', 'x')]]))).toBe(true);
+    expect(ids(table, 'x')).toEqual(['kept', 'new']);
+    table.beginListing();
+    expect(table.replace(new Map([['kept', record('k:1', 'x')], ['new', record('n:1', 'x')]]))).toBe(false);
+  });
+
+  it('replace() keeps what events wrote while the listing was read: they may be newer', () => {
+    const table = new RouteTable();
+    table.apply('a', record('a:1', 'x'));
+    table.beginListing();
+    table.apply('a', record('a:1', 'x', 'y')); // a changed after the listing read it
+    table.apply('b', record('b:1', 'x')); // b joined after the listing
+    table.apply('c', undefined); // c left after the listing saw it
+    table.replace(new Map([['a', record('a:1', 'x')], ['c', record('c:1', 'x')]]));
+    expect(ids(table, 'y')).toEqual(['a']);
+    expect(ids(table, 'x')).toEqual(['a', 'b']);
+
+    // The next listing is authoritative again.
+    table.beginListing();
+    table.replace(new Map([['a', record('a:1', 'x')]]));
+    expect(ids(table, 'x')).toEqual(['a']);
+    expect(table.nodesFor('y')).toEqual([]);
+  });
+});

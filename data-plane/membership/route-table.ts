@@ -1,0 +1,94 @@
+import type { NodeInfo } from './index.js';
+import type { NodeRecord } from './store.js';
+
+interface Entry {
+  info: NodeInfo;
+  groups: ReadonlySet<string>;
+}
+
+/**
+ * Other nodes and the groups each holds, indexed by group for the request path. Fed by
+ * change events one node at a time and by full listings (`replace`); the two may interleave.
+ */
+export class RouteTable {
+  readonly #nodes = new Map<string, Entry>();
+  readonly #byGroup = new Map<string, Map<string, NodeInfo>>();
+  // Nodes that change events touched while a listing was being read (see `beginListing`).
+  #touchedDuringListing: Set<string> | undefined;
+
+  nodesFor(group: string): NodeInfo[] {
+    const holders = this.#byGroup.get(group);
+    return holders ? [...holders.values()] : [];
+  }
+
+  nodes(): NodeInfo[] {
+    return [...this.#nodes.values()].map((entry) => entry.info);
+  }
+
+  get size(): number {
+    return this.#nodes.size;
+  }
+
+  /** One node's change event (`undefined`: it left). True if the table changed. */
+  apply(id: string, record: NodeRecord | undefined): boolean {
+    this.#touchedDuringListing?.add(id);
+    return this.#set(id, record);
+  }
+
+  /**
+   * Call before reading a full listing. An event that arrives while the listing is read may
+   * be newer than what the listing saw, so `replace` keeps what such events wrote.
+   */
+  beginListing(): void {
+    this.#touchedDuringListing = new Set();
+  }
+
+  /** Makes the table match `records`, except for nodes events touched since `beginListing`. */
+  replace(records: ReadonlyMap<string, NodeRecord>): boolean {
+    const touched = this.#touchedDuringListing ?? new Set<string>();
+    this.#touchedDuringListing = undefined;
+    let changed = false;
+    for (const id of [...this.#nodes.keys()]) {
+      if (!records.has(id) && !touched.has(id)) changed = this.#set(id, undefined) || changed;
+    }
+    for (const [id, record] of records) {
+      if (!touched.has(id)) changed = this.#set(id, record) || changed;
+    }
+    return changed;
+  }
+
+  #set(id: string, record: NodeRecord | undefined): boolean {
+    const current = this.#nodes.get(id);
+    if (record === undefined) {
+      if (!current) return false;
+      this.#unindex(id, current.groups);
+      this.#nodes.delete(id);
+      return true;
+    }
+    const groups = new Set(record.groups);
+    if (current && current.info.address === record.address && sameSet(current.groups, groups)) return false;
+    if (current) this.#unindex(id, current.groups);
+    const info: NodeInfo = Object.freeze({ id, address: record.address });
+    this.#nodes.set(id, { info, groups });
+    for (const group of groups) {
+      let holders = this.#byGroup.get(group);
+      if (!holders) this.#byGroup.set(group, (holders = new Map()));
+      holders.set(id, info);
+    }
+    return true;
+  }
+
+  #unindex(id: string, groups: ReadonlySet<string>): void {
+    for (const group of groups) {
+      const holders = this.#byGroup.get(group);
+      holders?.delete(id);
+      if (holders?.size === 0) this.#byGroup.delete(group);
+    }
+  }
+}
+
+export function sameSet<T>(a: ReadonlySet<T>, b: ReadonlySet<T>): boolean {
+  if (a.size !== b.size) return false;
+  for (const item of a) if (!b.has(item)) return false;
+  return true;
+}
