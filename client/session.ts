@@ -68,9 +68,10 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * Leave the node: refuse new request streams (reset before any response, so the node
-   * can retry them on another tunnel), give in-flight ones up to `graceMs` to finish,
-   * then close the connection, which is what takes the tunnel out of the node's rotation.
+   * Leave the node: end the control stream, which takes the tunnel out of the node's
+   * rotation at once; refuse request streams that still arrive (reset before any
+   * response, so the node retries them on another tunnel); give in-flight ones up to
+   * `graceMs` to finish; then close the connection.
    */
   close(graceMs = 0): Promise<void> {
     this.#closing ??= this.#leave(graceMs);
@@ -79,7 +80,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   async #leave(graceMs: number): Promise<void> {
     this.#requests.refuseNew();
-    // The control stream stays open meanwhile: the data plane reads its end as "close me now".
+    this.#control.end();
     if (graceMs > 0) await this.#requests.idle(graceMs);
     await this.#conn.close({ code: CloseCode.NoError, reason: 'client leaving' });
     await this.ended;

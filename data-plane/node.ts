@@ -70,6 +70,14 @@ export interface DataPlaneNode {
 }
 
 export const DEFAULT_DRAIN_DEADLINE_MS = 10_000;
+/** How long a request waits for a moving tunnel (see ProxyDeps.awaitHolder): a reconnect or hand-over takes well under this. */
+export const HANDOVER_WAIT_MS = 2_000;
+
+/** Polls `done` until it holds or `ms` pass (used on rare paths: drains and tunnel hand-overs). */
+async function waitUntil(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+}
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
 export function parseHostPort(value: string, flag: string): HostPort {
@@ -171,12 +179,9 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
 
   // Requests in flight (public and hop), so a drain can wait for them.
   let inFlight = 0;
-  let idle: (() => void) | undefined;
   const track = (res: http.ServerResponse): void => {
     inFlight++;
-    res.once('close', () => {
-      if (--inFlight === 0) idle?.();
-    });
+    res.once('close', () => inFlight--);
   };
 
   // Cluster: which node holds which group, and the hop between nodes.
@@ -219,6 +224,11 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
     remote: hopClient ? { targets: hopTargets, hop: hopClient } : undefined,
+    awaitHolder: async (group) => {
+      const held = (): boolean => registry.count(group) > 0 || (clustered && hopTargets(group).length > 0);
+      await waitUntil(held, HANDOVER_WAIT_MS);
+      return held();
+    },
   });
 
   let internal: http.Server | undefined;
@@ -312,15 +322,11 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     // New visitors go elsewhere; requests already here finish.
     httpServer.close();
     httpServer.closeIdleConnections();
-    const timeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      idle = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      if (inFlight === 0) idle();
-    });
+    const started = Date.now();
+    // In a cluster, keep serving (hops included) until the clients have moved
+    // their tunnels to other nodes; a node alone has nowhere to send them.
+    if (clustered) await waitUntil(() => registry.all().length === 0, deadlineMs);
+    await waitUntil(() => inFlight === 0, Math.max(0, (options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) - (Date.now() - started)));
     await stop();
   };
 

@@ -26,7 +26,16 @@ export interface ProxyDeps {
   maxBodySize: number;
   /** Other nodes that hold a group's tunnels, in the order to try them (cluster only). */
   remote?: { targets(group: string): HopTarget[]; hop: HopClient };
+  /**
+   * While a tunnel moves (a client reconnecting, or following a drain to another
+   * node), its group can have no holder for a moment. Resolves true once one
+   * appears, false if none does in time.
+   */
+  awaitHolder(group: string): Promise<boolean>;
 }
+
+/** A group served this recently is likely moving, not gone: wait for it a little. */
+const HANDOVER_WINDOW_MS = 5_000;
 
 export interface Proxy {
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
@@ -121,6 +130,7 @@ function hasBody(req: http.IncomingMessage): boolean {
  */
 export function createProxy(deps: ProxyDeps): Proxy {
   const log = deps.logger.child({ component: 'proxy' });
+  const lastServed = new Map<string, number>();
 
   async function openOn(group: string, tried: Set<Tunnel>): Promise<{ tunnel: Tunnel; stream: QuicStream } | undefined> {
     for (;;) {
@@ -182,6 +192,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     });
 
     // Local tunnels first; then, when none could take it, the other nodes holding the group.
+    let waited = false;
     const attempt = async (): Promise<void> => {
       const opened = await openOn(group, tried);
       if (visitorGone) {
@@ -190,10 +201,19 @@ export function createProxy(deps: ProxyDeps): Proxy {
       }
       if (!opened) {
         if (mayHop && deps.remote && (await hop())) return;
-        if (tried.size === 0) {
-          if (mayHop) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
-          else reply(res, 503, `no tunnel for group "${group}" on this node (forwarded requests are not forwarded again)`, { [HOP_NO_TUNNEL_HEADER]: '1' });
-        } else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
+        const recentlyServed = performance.now() - (lastServed.get(group) ?? -Infinity) < HANDOVER_WINDOW_MS;
+        if (mayHop && !waited && recentlyServed && !req.readableDidRead) {
+          waited = true;
+          if ((await deps.awaitHolder(group)) && !visitorGone) {
+            tried.clear();
+            return attempt();
+          }
+        }
+        if (!mayHop && !req.readableDidRead) {
+          // The node that sent this may know another node for the group: let it retry there.
+          reply(res, 503, `no tunnel for group "${group}" on this node could take the request (forwarded requests are not forwarded again)`, { [HOP_NO_TUNNEL_HEADER]: '1' });
+        } else if (tried.size === 0) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
+        else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
         return;
       }
       const { tunnel, stream } = opened;
@@ -207,6 +227,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
 
       upstream.once('response', (up) => {
         clearTimeout(timer);
+        lastServed.set(group, performance.now());
         deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);
         res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders));
         up.pipe(res);
@@ -251,7 +272,10 @@ export function createProxy(deps: ProxyDeps): Proxy {
         if (visitorGone) return true;
         const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs);
         deps.metrics.hopRequests.inc({ result: result.kind });
-        if (result.kind === 'response') return true;
+        if (result.kind === 'response') {
+          lastServed.set(group, performance.now());
+          return true;
+        }
         if (result.kind === 'failed') {
           reply(res, 502, `the node holding the tunnel failed while the request was being sent (request ${requestId})`);
           return true;

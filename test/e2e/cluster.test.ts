@@ -1,0 +1,209 @@
+import { mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { onCleanup, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import type { Tunnel } from '../../client/index.js';
+import { ClusterNode, SECRET, balancedGet, eventually, pongClient, steadyLoad, writeSecret } from './cluster-helpers.js';
+import { BASIC_GROUP_YAML, GROUP, testCerts, writeGroups } from './helpers.js';
+
+useCleanup();
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-cluster-'));
+const groupsPath = writeGroups(BASIC_GROUP_YAML, dir);
+const secretPath = writeSecret(dir);
+
+async function startCluster(membership: string, ids = ['a', 'b', 'c']): Promise<ClusterNode[]> {
+  const certs = await testCerts();
+  const nodes = await Promise.all(ids.map((id) => ClusterNode.start(id, { membership, certs, groupsPath, secretPath })));
+  // Every node sees every other before the test starts.
+  await Promise.all(nodes.map((n) => eventually(async () => (await n.routes()).nodes.length === ids.length, 10_000, `node ${n.id} to see the cluster`)));
+  return nodes;
+}
+
+async function client(name: string, nodes: ClusterNode[], options: { connections?: number } = {}): Promise<Tunnel> {
+  const { ca } = await testCerts();
+  const tunnel = await pongClient(name, nodes.map((n) => n.address), ca.cert, options);
+  onCleanup(() => tunnel.close({ graceMs: 0 }));
+  return tunnel;
+}
+
+async function get(node: ClusterNode): Promise<string> {
+  const r = await balancedGet(() => [node.httpPort], 0);
+  return r.detail.replace(/^\d+: /, '');
+}
+
+/** Until `node` routes the group to exactly `holders`. */
+async function routesTo(node: ClusterNode, holders: string[]): Promise<void> {
+  await eventually(async () => JSON.stringify([...((await node.routes()).groups[GROUP] ?? [])].sort()) === JSON.stringify([...holders].sort()), 10_000, `${node.id} to route ${GROUP} to [${holders}]`);
+}
+
+function failures(outcomes: { ok: boolean; detail: string }[]): string[] {
+  return outcomes.filter((o) => !o.ok).map((o) => o.detail);
+}
+
+for (const kind of ['redis', 'nats'] as const) {
+  describe(`a cluster sharing ${kind}`, () => {
+    let store: ServerHandle;
+    beforeAll(async () => {
+      store = kind === 'redis' ? await startRedis() : await startNats();
+    });
+    afterAll(() => store.stop());
+
+    it('serves a group from any node, spreads over the nodes holding it, and follows tunnels as they come and go', async () => {
+      const [a, b, c] = await startCluster(store.url);
+      const one = await client('one', [a!]);
+      await routesTo(c!, ['a']);
+      expect(await get(b!)).toBe('200 PONG one');
+      expect(await get(c!)).toBe('200 PONG one');
+
+      const two = await client('two', [b!]);
+      await routesTo(c!, ['a', 'b']);
+      const seen = new Set<string>();
+      for (let i = 0; i < 20; i++) seen.add(await get(c!));
+      expect(seen).toEqual(new Set(['200 PONG one', '200 PONG two']));
+
+      await one.close();
+      await routesTo(c!, ['b']);
+      for (let i = 0; i < 5; i++) expect(await get(c!)).toBe('200 PONG two');
+      await two.close();
+      await routesTo(c!, []);
+      expect(await get(c!)).toMatch(/^503 /);
+    });
+
+    it('loses no request when a node is killed and the client holds two connections', async () => {
+      const nodes = await startCluster(store.url);
+      const tunnel = await client('ha', nodes, { connections: 2 });
+      await eventually(async () => tunnel.tunnels.length === 2, 10_000, 'two tunnels');
+      const held = tunnel.tunnels.map((t) => t.nodeId).sort();
+      const victim = nodes.find((n) => n.id === held[0])!;
+      const survivors = nodes.filter((n) => n !== victim);
+      await Promise.all(survivors.map((n) => routesTo(n, held)));
+
+      const load = steadyLoad(() => survivors.map((n) => n.httpPort));
+      await new Promise((r) => setTimeout(r, 1_000));
+      await victim.proc.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 3_000));
+      const outcomes = await load.stop();
+      expect(outcomes.length).toBeGreaterThan(100);
+      expect(failures(outcomes)).toEqual([]);
+    });
+
+    it('with one connection, serves again within 3 s of a kill, and drops the dead node within its TTL', async () => {
+      const nodes = await startCluster(store.url);
+      const tunnel = await client('solo', nodes);
+      const victim = nodes.find((n) => n.id === tunnel.tunnels[0]!.nodeId)!;
+      const survivors = nodes.filter((n) => n !== victim);
+      await Promise.all(survivors.map((n) => routesTo(n, [victim.id])));
+
+      const load = steadyLoad(() => survivors.map((n) => n.httpPort));
+      await new Promise((r) => setTimeout(r, 1_000));
+      const killedAt = Date.now();
+      await victim.proc.kill('SIGKILL');
+      // TTL 2 s plus a resync: the dead node leaves every table.
+      await Promise.all(survivors.map((n) => eventually(async () => !(await n.routes()).nodes.includes(victim.id), 2_000 + 2_000 + 1_000, `${n.id} to drop ${victim.id}`)));
+      await new Promise((r) => setTimeout(r, 1_000));
+      const outcomes = await load.stop();
+      const lastFailure = Math.max(0, ...outcomes.filter((o) => !o.ok).map((o) => o.at));
+      expect(lastFailure === 0 ? 0 : lastFailure - killedAt).toBeLessThan(3_000);
+      expect(outcomes.filter((o) => o.at > killedAt + 3_000 && o.ok).length).toBeGreaterThan(20);
+    });
+
+    it('rolls every node (SIGTERM, start again) under load without a failed request', async () => {
+      const nodes = await startCluster(store.url);
+      const tunnel = await client('rolling', nodes);
+      const t0 = Date.now();
+      if (process.env.DEBUG_ROLL) {
+        for (const ev of ['ready', 'drain', 'reconnecting'] as const) tunnel.on(ev, (e: unknown) => console.log(Date.now() - t0, ev, JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? v.message : v))));
+        console.log('ports', nodes.map((n) => `${n.id}=${n.httpPort}/${n.quicPort}`).join(' '));
+      }
+      const up = new Set(nodes);
+      const load = steadyLoad(() => [...up].map((n) => n.httpPort));
+      for (const node of nodes) {
+        await new Promise((r) => setTimeout(r, 500));
+        up.delete(node);
+        if (process.env.DEBUG_ROLL) console.log(Date.now() - t0, 'SIGTERM', node.id);
+        const exit = await node.proc.kill('SIGTERM');
+        if (process.env.DEBUG_ROLL) console.log(Date.now() - t0, 'exited', node.id);
+        expect(exit.code).toBe(0);
+        await node.run();
+        up.add(node);
+        await eventually(async () => (await node.routes()).nodes.length === nodes.length, 10_000, `${node.id} to rejoin`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const outcomes = await load.stop();
+      if (process.env.DEBUG_ROLL) {
+        for (const o of outcomes.filter((x) => !x.ok)) console.log(o.at - t0, o.detail);
+        for (const n of nodes) console.log(n.id, n.proc.output().split('\n').filter((l) => /hop|membership|tunnel|drain|left/.test(l)).join('\n'));
+      }
+      expect(outcomes.length).toBeGreaterThan(100);
+      expect(failures(outcomes)).toEqual([]);
+      expect(tunnel.tunnels.length).toBe(1);
+    });
+
+    it('keeps serving through a store outage and is whole again when the store returns', async () => {
+      const [a, b, c] = await startCluster(store.url);
+      await client('before', [a!]);
+      await routesTo(c!, ['a']);
+      const load = steadyLoad(() => [a!.httpPort, c!.httpPort]);
+      await store.kill();
+      await eventually(async () => (await a!.routes()).membership.startsWith('degraded'), 10_000, 'a to report the outage');
+      // A client that registers during the outage is served locally at once.
+      await client('during', [b!]);
+      expect(await get(b!)).toBe('200 PONG during');
+      await new Promise((r) => setTimeout(r, 1_000));
+      await store.restart();
+      await eventually(async () => (await a!.routes()).membership === 'ok', 15_000, 'a to see the store again');
+      await routesTo(c!, ['a', 'b']);
+      const outcomes = await load.stop();
+      expect(failures(outcomes)).toEqual([]);
+      const seen = new Set<string>();
+      for (let i = 0; i < 20; i++) seen.add(await get(c!));
+      expect(seen).toEqual(new Set(['200 PONG before', '200 PONG during']));
+    });
+  });
+}
+
+describe('the internal hop', () => {
+  let store: ServerHandle;
+  beforeAll(async () => {
+    store = await startRedis();
+  });
+  afterAll(() => store.stop());
+
+  const hop = (node: ClusterNode, headers: Record<string, string>): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: node.internalPort, path: '/', headers: { host: GROUP, ...headers } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
+    });
+
+  it('refuses requests without the cluster secret or with a wrong one, and never hops twice', async () => {
+    const [a, b] = await startCluster(store.url, ['a', 'b']);
+    let served = 0;
+    const { ca } = await testCerts();
+    const tunnel = await pongClient('hop', [a!.address], ca.cert, { onRequest: () => served++ });
+    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    await routesTo(b!, ['a']);
+    const base = { 'x-reverst-group': GROUP, 'x-reverst-hop-from': 'test' };
+
+    expect((await hop(a!, base)).status).toBe(401);
+    expect((await hop(a!, { ...base, 'x-reverst-cluster-secret': 'wrong' })).status).toBe(401);
+    // b holds no tunnel: a hop to it is served from its own tunnels only, so it refuses.
+    const second = await hop(b!, { ...base, 'x-reverst-cluster-secret': SECRET });
+    expect(second.status).toBe(503);
+    expect(second.body).toContain('not forwarded again');
+    expect(served).toBe(0);
+    // The same credentials reach a, which holds the tunnel.
+    expect(await hop(a!, { ...base, 'x-reverst-cluster-secret': SECRET })).toEqual({ status: 200, body: 'PONG hop' });
+    expect(served).toBe(1);
+    // The public path through b hops to a once.
+    expect(await get(b!)).toBe('200 PONG hop');
+    expect(served).toBe(2);
+  });
+});
