@@ -1,10 +1,7 @@
-import { beforeAll, describe, expect, it } from 'vitest';
-import { makeCa, makeServerCert, startHttpServer, useCleanup, type KeyPair } from '../test/harness/index.js';
-import { startFakeNode } from '../test/fixtures/fake-node.js';
-import { CloseCode } from '../shared/protocol.js';
+// Flag parsing and the failures that need no node. Running against a real node is in
+// test/e2e/http-command.test.ts.
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADDRESS, USAGE, parseHttpCommand, runHttpCommand, type HttpCommand } from './http-command.js';
-
-useCleanup();
 
 const parse = (argv: string[], env: NodeJS.ProcessEnv = {}) => parseHttpCommand(argv, env) as HttpCommand;
 
@@ -88,48 +85,15 @@ describe('reverst http flags', () => {
 });
 
 describe('running reverst http', () => {
-  let ca: KeyPair;
-  let server: KeyPair;
-  beforeAll(async () => {
-    ca = await makeCa();
-    server = await makeServerCert(ca);
-  });
-
   function io() {
     const out: string[] = [];
-    const stop = new AbortController();
-    return { out, stop, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: () => true }, signal: stop.signal } };
+    return { out, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: () => true } } };
   }
 
   it('prints usage for -h', async () => {
     const { out, io: streams } = io();
     await runHttpCommand(['-h'], {}, streams);
     expect(out.join('')).toBe(USAGE);
-  });
-
-  it('forwards requests from the tunnel to the origin and prints one line when ready', async () => {
-    const origin = await startHttpServer((req, res) => res.end(`origin saw ${req.method} ${req.url} for ${req.headers.host}`));
-    const node = await startFakeNode({ server, nodeId: 'n1' });
-    const { out, stop, io: streams } = io();
-    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost' };
-    const running = runHttpCommand([String(origin.port), '--group', 'g', '--address', node.address], env, streams);
-    const registration = await node.nextRegistration();
-    await expect.poll(() => out.length).toBe(1);
-    expect(out[0]).toBe(`forwarding g → http://localhost:${origin.port}/ via n1 (${node.address})\n`);
-    const res = await node.send(registration, { path: '/hello?x=1' });
-    expect(res.body.toString()).toBe(`origin saw GET /hello?x=1 for localhost:${origin.port}`);
-    stop.abort();
-    await running;
-  });
-
-  it('fails with one line when the node refuses the credentials', async () => {
-    const node = await startFakeNode({ server, refuse: () => ({ code: CloseCode.ClientError, reason: 'unauthorized' }) });
-    const { out, io: streams } = io();
-    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost', REVERST_USERNAME: 'u', REVERST_PASSWORD: 'wrong' };
-    await expect(runHttpCommand(['3000', '--group', 'g', '--address', node.address], env, streams)).rejects.toThrow(
-      /^registration failed: unauthorized \(check --username\/--password or --token\)$/,
-    );
-    expect(out).toEqual([]);
   });
 
   it('names the file when the CA cannot be read', async () => {

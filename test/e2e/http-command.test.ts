@@ -1,0 +1,51 @@
+// `reverst http` against a real data-plane node, forwarding to a real origin. Flag parsing,
+// usage and other cases that need no node are in client/http-command.test.ts.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { startHttpServer, useCleanup, type KeyPair } from '../harness/index.js';
+import { runHttpCommand } from '../../client/http-command.js';
+import { GROUP, startTestNode, testCerts, visit } from './helpers.js';
+
+useCleanup();
+
+let ca: KeyPair;
+beforeAll(async () => {
+  ({ ca } = await testCerts());
+});
+
+function io() {
+  const out: string[] = [];
+  const stop = new AbortController();
+  return { out, stop, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: () => true }, signal: stop.signal } };
+}
+
+describe('running reverst http against a node', () => {
+  it('forwards requests from the tunnel to the origin and prints one line when ready', async () => {
+    const origin = await startHttpServer((req, res) => res.end(`origin saw ${req.method} ${req.url} for ${req.headers.host}`));
+    const t = await startTestNode({ nodeId: 'n1' });
+    const { out, stop, io: streams } = io();
+    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost', REVERST_USERNAME: 'user', REVERST_PASSWORD: 'pass' };
+    const running = runHttpCommand([String(origin.port), '--group', GROUP, '--address', t.address], env, streams);
+    try {
+      await expect.poll(() => out.length, { timeout: 10_000 }).toBe(1);
+      expect(out[0]).toBe(`forwarding ${GROUP} → http://localhost:${origin.port}/ via n1 (${t.address})\n`);
+      const res = await visit(t.node.httpAddress.port, '/hello?x=1');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe(`origin saw GET /hello?x=1 for localhost:${origin.port}`);
+    } finally {
+      stop.abort();
+      await running;
+    }
+    // Stopped: the node no longer holds its tunnel.
+    await expect.poll(() => t.node.registry.all()).toEqual([]);
+  });
+
+  it('fails with one line when the node refuses the credentials', async () => {
+    const t = await startTestNode();
+    const { out, io: streams } = io();
+    const env = { REVERST_CA: ca.certPath, REVERST_SERVER_NAME: 'localhost', REVERST_USERNAME: 'user', REVERST_PASSWORD: 'wrong' };
+    await expect(runHttpCommand(['3000', '--group', GROUP, '--address', t.address], env, streams)).rejects.toThrow(
+      /^registration failed: unauthorized \(check --username\/--password or --token\)$/,
+    );
+    expect(out).toEqual([]);
+  });
+});
