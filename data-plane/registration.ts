@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Authenticator } from '../shared/auth/index.js';
 import type { GroupsConfig } from '../shared/config/index.js';
-import { NotFoundError, ProtocolError, UnauthorizedError } from '../shared/errors.js';
+import { NotFoundError, ProtocolError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
 import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
@@ -41,7 +41,11 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     const authenticator = deps.config().groups.has(group) ? deps.authenticator(group) : undefined;
     if (!authenticator) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
     const result = await withDeadline(authenticator.authenticate(request.Metadata.Authorization, group), deadline);
-    if (!result.ok) throw new UnauthorizedError(`registration for "${group}" refused: ${result.reason}`);
+    if (!result.ok) {
+      // An auth service that is down is the operator's problem: the client retries (0x1) instead of giving up.
+      if (result.unavailable) throw new ServerError(`authentication unavailable: ${result.reason}`);
+      throw new UnauthorizedError(`registration for "${group}" refused: ${result.reason}`);
+    }
     if (conn.isClosing) return undefined;
 
     control.write(encodeFrame({ Version: PROTOCOL_VERSION, Code: ResponseCode.Ok, Metadata: { NodeId: deps.nodeId } }));

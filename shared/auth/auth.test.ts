@@ -134,24 +134,24 @@ describe('external', () => {
     expect(seen.map((s) => s.url)).toEqual(['/auth/ext']);
   });
 
-  it('denies when the endpoint is unreachable, and warns', async () => {
+  it('denies as unavailable (retry later) when the endpoint is unreachable, and warns', async () => {
     const { endpoint } = await authServer(() => {});
     await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
     const lines: string[] = [];
     const logger = createLogger({ level: 'warn', stream: { write: (line) => lines.push(line) } });
     const auth = authenticator({ external: { scheme: 'Bearer', endpoint } }, { logger });
     const result = await auth.authenticate('Bearer x', 'g');
-    expect(result).toEqual({ ok: false, reason: expect.stringMatching(new RegExp(`^external: request to ${endpoint} failed: .*ECONNREFUSED`)) });
+    expect(result).toEqual({ ok: false, reason: expect.stringMatching(new RegExp(`^external: request to ${endpoint} failed: .*ECONNREFUSED`)), unavailable: true });
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({ level: 'warn', component: 'auth', strategy: 'external', endpoint, group: 'g', reason: (result as { reason: string }).reason }),
     ]);
   });
 
-  it('denies after the timeout without waiting for a slow endpoint', async () => {
+  it('denies as unavailable after the timeout, without waiting for a slow endpoint', async () => {
     const { endpoint } = await authServer(() => {}); // never answers
     const auth = authenticator({ external: { scheme: 'Bearer', endpoint } }, { externalTimeoutMs: 200 });
     const started = Date.now();
-    expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: no answer from ${endpoint} within 200ms` });
+    expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: no answer from ${endpoint} within 200ms`, unavailable: true });
     expect(Date.now() - started).toBeGreaterThanOrEqual(190);
     expect(Date.now() - started).toBeLessThan(2000);
   });

@@ -2,7 +2,11 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { BasicAuthentication, BearerAuthentication, ExternalAuthentication, StrategyName } from '../config/groups.js';
 import type { Logger } from '../log.js';
 
-export type AuthResult = { ok: true; strategy: StrategyName | 'none' } | { ok: false; reason: string };
+/**
+ * `unavailable`: refused because the external endpoint did not answer, not because the
+ * credentials are wrong; the client should try again later rather than give up.
+ */
+export type AuthResult = { ok: true; strategy: StrategyName | 'none' } | { ok: false; reason: string; unavailable?: boolean };
 
 /** An `Authorization` value split into `<scheme> <payload>`. */
 export interface Credentials {
@@ -77,7 +81,7 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
           : `external: request to ${config.endpoint} failed: ${failureMessage(err)}`;
       // Unlike a wrong credential, this is the operator's problem: say so above debug level.
       logger.warn('external authentication unavailable', { group, reason });
-      return deny(reason);
+      return { ok: false, reason, unavailable: true };
     }
     // The body carries no decision; release the connection.
     await response.body?.cancel().catch(() => {});
