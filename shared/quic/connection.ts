@@ -260,7 +260,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     // no later event to retry on: a writer left blocked now could wait forever.
     if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
 
-    if (native.isClosed()) this.#finalize();
+    // Draining means the peer closed: nothing may be sent any more, so there is nothing to wait for.
+    if (native.isClosed() || native.isDraining()) this.#finalize();
     else this.#armTimer();
   };
 

@@ -3,6 +3,7 @@ import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { buildConfig } from './config.js';
 import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
+import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
 import { parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
 import { bindUdp } from './socket.js';
@@ -62,7 +63,14 @@ export class QuicServer extends EventEmitter implements PacketSink {
   /** Stop accepting, close every connection (after `graceMs` for open streams), then the socket. */
   async close(options: CloseOptions = {}): Promise<void> {
     this.#closing = true;
-    await Promise.all([...this.#connections].map((c) => c.close(options)));
+    await Promise.all(
+      [...this.#connections].map((c) => {
+        // Failed or half-done handshakes, and connections already draining, have
+        // nothing left to finish: don't wait out their drain period.
+        if (!c.established || c.isClosing) c.abort(new QuicError('ERR_QUIC_CLOSED', 'server closed'));
+        return c.close(options);
+      }),
+    );
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
   }
 
