@@ -25,6 +25,10 @@ export interface PacketSink {
   release(conn: QuicConnection): void;
 }
 
+/** A graceful close waits at most this long for the peer to acknowledge what was sent. */
+const ACK_WAIT_LIMIT_MS = 1_000;
+/** quiche's timeout() below this means its loss-detection timer is armed (data in flight). */
+const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
 const SLAB_SIZE = 256 << 10;
@@ -152,20 +156,38 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       this.#closeRequest = { code: options.code ?? 0, reason: options.reason ?? '' };
       this.#rejectWaiters();
       const grace = options.graceMs ?? 0;
-      if (grace > 0 && this.#streams.size > 0) {
+      if (grace > 0) {
         const deadline = setTimeout(() => this.#closeNow(), grace);
         const check = (): void => {
-          if (this.#streams.size === 0) {
-            clearTimeout(deadline);
-            this.#closeNow();
-          }
+          if (this.#streams.size > 0) return;
+          this.off('streamClosed', check);
+          clearTimeout(deadline);
+          // Streams that ended here may still have bytes in flight, and
+          // CONNECTION_CLOSE abandons them: let the peer acknowledge first.
+          void this.#acknowledged(Math.min(grace, ACK_WAIT_LIMIT_MS)).then(() => this.#closeNow());
         };
         this.on('streamClosed', check);
+        check();
       } else {
         this.#closeNow();
       }
     }
     return this.closed;
+  }
+
+  /**
+   * Resolves once nothing sent is waiting for an acknowledgement, or after `limitMs`.
+   * quiche does not expose bytes in flight, but it arms its loss-detection timer
+   * (well under a second) exactly while something is unacknowledged; otherwise
+   * its next timeout is the idle timer or none.
+   */
+  async #acknowledged(limitMs: number): Promise<void> {
+    const until = performance.now() + limitMs;
+    while (!this.#final && performance.now() < until) {
+      const next = this.native.timeout();
+      if (next === null || next >= LOSS_TIMER_CEILING_MS) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   // --- used by endpoints -------------------------------------------------
@@ -260,8 +282,9 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     // no later event to retry on: a writer left blocked now could wait forever.
     if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
 
-    // Draining means the peer closed: nothing may be sent any more, so there is nothing to wait for.
-    if (native.isClosed() || native.isDraining()) this.#finalize();
+    // A handshake the peer refused is over once it says so; an established connection
+    // keeps delivering what had arrived before the peer's close until quiche is done.
+    if (native.isClosed() || (!this.#established && native.isDraining())) this.#finalize();
     else this.#armTimer();
   };
 

@@ -143,8 +143,9 @@ describe('processes', () => {
     const script = [
       "const port: number = Number(process.argv[2]);",
       "console.error('warming up');",
-      "console.log(`listening on ${port}`);",
+      // The handler goes in before the line the test waits for, so the signal cannot arrive first.
       "process.on('SIGTERM', () => { console.log('draining'); process.exit(3); });",
+      "console.log(`listening on ${port}`);",
       "setInterval(() => {}, 1000);",
     ].join('\n');
     writeFileSync(path.join(dir, 'server.ts'), script);
