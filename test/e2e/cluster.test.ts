@@ -39,6 +39,14 @@ async function routesTo(node: ClusterNode, holders: string[]): Promise<void> {
   await eventually(async () => JSON.stringify([...((await node.routes()).groups[GROUP] ?? [])].sort()) === JSON.stringify([...holders].sort()), 10_000, `${node.id} to route ${GROUP} to [${holders}]`);
 }
 
+/** With REVERST_TEST_REPORT set, print the request counts a test saw (for issue notes and debugging). */
+function report(what: string, outcomes: { ok: boolean; at: number }[], since?: number): void {
+  if (!process.env.REVERST_TEST_REPORT) return;
+  const failed = outcomes.filter((o) => !o.ok);
+  const last = failed.length > 0 && since !== undefined ? `, last failure ${Math.max(...failed.map((o) => o.at)) - since} ms after the kill` : '';
+  console.log(`${what}: ${outcomes.length} requests, ${failed.length} failed${last}`);
+}
+
 function failures(outcomes: { ok: boolean; detail: string }[]): string[] {
   return outcomes.filter((o) => !o.ok).map((o) => o.detail);
 }
@@ -86,6 +94,7 @@ for (const kind of ['redis', 'nats'] as const) {
       await victim.proc.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, 3_000));
       const outcomes = await load.stop();
+      report(`${kind} kill -9, two connections`, outcomes);
       expect(outcomes.length).toBeGreaterThan(100);
       expect(failures(outcomes)).toEqual([]);
     });
@@ -105,6 +114,7 @@ for (const kind of ['redis', 'nats'] as const) {
       await Promise.all(survivors.map((n) => eventually(async () => !(await n.routes()).nodes.includes(victim.id), 2_000 + 2_000 + 1_000, `${n.id} to drop ${victim.id}`)));
       await new Promise((r) => setTimeout(r, 1_000));
       const outcomes = await load.stop();
+      report(`${kind} kill -9, one connection`, outcomes, killedAt);
       const lastFailure = Math.max(0, ...outcomes.filter((o) => !o.ok).map((o) => o.at));
       expect(lastFailure === 0 ? 0 : lastFailure - killedAt).toBeLessThan(3_000);
       expect(outcomes.filter((o) => o.at > killedAt + 3_000 && o.ok).length).toBeGreaterThan(20);
@@ -133,6 +143,7 @@ for (const kind of ['redis', 'nats'] as const) {
       }
       await new Promise((r) => setTimeout(r, 500));
       const outcomes = await load.stop();
+      report(`${kind} rolling restart`, outcomes);
       if (process.env.DEBUG_ROLL) {
         for (const o of outcomes.filter((x) => !x.ok)) console.log(o.at - t0, o.detail);
         for (const n of nodes) console.log(n.id, n.proc.output().split('\n').filter((l) => /hop|membership|tunnel|drain|left/.test(l)).join('\n'));
@@ -157,6 +168,7 @@ for (const kind of ['redis', 'nats'] as const) {
       await eventually(async () => (await a!.routes()).membership === 'ok', 15_000, 'a to see the store again');
       await routesTo(c!, ['a', 'b']);
       const outcomes = await load.stop();
+      report(`${kind} store outage`, outcomes);
       expect(failures(outcomes)).toEqual([]);
       const seen = new Set<string>();
       for (let i = 0; i < 20; i++) seen.add(await get(c!));
