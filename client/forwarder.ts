@@ -78,7 +78,14 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     res.once('close', onVisitorGone);
 
     upstream.on('response', (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, withoutHopByHop(answer.headers));
+      try {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, withoutHopByHop(answer.headers));
+      } catch (error) {
+        // node:http parses heads it then refuses to write (a status of 099, a control byte).
+        upstream.destroy();
+        replyText(res, 502, `bad gateway: ${origin.host} sent a response head that cannot be forwarded: ${(error as Error).message}`);
+        return;
+      }
       pipeline(answer, res, (error) => {
         if (!error) return;
         logger.debug('response cut short', { url: req.url, error });

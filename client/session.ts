@@ -16,6 +16,7 @@ import {
   errorForClose,
   parseControlFrame,
   readFrame,
+  StreamCode,
   validateRegisterResponse,
   type Frame,
   type RegisterRequest,
@@ -28,9 +29,6 @@ import type { Address, TunnelOptions } from './options.js';
  * refusal arrives as a close code, and the stream error that got here first says less.
  */
 const REFUSAL_SETTLE_MS = 250;
-
-/** Reset code for request streams that arrive while the client is leaving (HTTP/3's H3_REQUEST_REJECTED: not processed, safe to retry). */
-const REFUSED_STREAM_CODE = 0x10b;
 
 export type SessionOptions = Pick<
   TunnelOptions,
@@ -192,7 +190,7 @@ class RequestStreams {
       // A visitor who leaves resets the stream: that is routine, never a crash.
       stream.on('error', (error) => logger.debug('request stream ended abnormally', { stream: stream.id, error }));
       if (this.#refusing) {
-        stream.reset(REFUSED_STREAM_CODE);
+        stream.reset(StreamCode.Refused);
         return;
       }
       this.#open.add(stream);

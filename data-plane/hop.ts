@@ -48,11 +48,25 @@ export class HopClient {
     private readonly log: Logger,
   ) {}
 
-  async forward(target: HopTarget, group: string, req: http.IncomingMessage, headers: string[], res: http.ServerResponse, withBody: boolean, timeoutMs: number): Promise<HopResult> {
+  /**
+   * `signal` aborts the hop when the visitor leaves or the request times out, so
+   * neither the pooled connection nor the far node's tunnel stream is left behind.
+   */
+  async forward(
+    target: HopTarget,
+    group: string,
+    req: http.IncomingMessage,
+    headers: string[],
+    res: http.ServerResponse,
+    withBody: boolean,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<HopResult> {
     const out: Record<string, string | string[]> = {};
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!.toLowerCase();
-      if (name === 'connection') continue;
+      // undici frames the body itself and refuses these two.
+      if (name === 'connection' || name === 'transfer-encoding' || name === 'expect') continue;
       const prior = out[name];
       out[name] = prior === undefined ? headers[i + 1]! : ([] as string[]).concat(prior, headers[i + 1]!);
     }
@@ -67,7 +81,12 @@ export class HopClient {
         dispatcher: this.#agent,
         headersTimeout: timeoutMs,
         bodyTimeout: 0,
+        signal,
       });
+      if (signal.aborted || res.destroyed) {
+        up.body.destroy();
+        return { kind: 'response' };
+      }
       // The route table was stale (the tunnel just left that node): try the next node.
       if (up.statusCode === 503 && up.headers[HOP_NO_TUNNEL_HEADER] !== undefined && !(withBody && req.readableDidRead)) {
         up.body.resume();
@@ -78,7 +97,12 @@ export class HopClient {
         if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === HOP_NO_TUNNEL_HEADER) continue;
         for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
       }
-      res.writeHead(up.statusCode, raw);
+      try {
+        res.writeHead(up.statusCode, raw);
+      } catch (err) {
+        up.body.destroy();
+        return { kind: 'failed', error: err as Error };
+      }
       res.once('close', () => {
         if (!res.writableFinished) up.body.destroy();
       });
@@ -88,8 +112,9 @@ export class HopClient {
     } catch (err) {
       const error = err as Error;
       this.log.debug('hop failed', { target: target.id, group, error: error.message });
-      // Retrying is safe only while no body byte was read from the visitor.
-      return withBody && req.readableDidRead ? { kind: 'failed', error } : { kind: 'retry', error };
+      // undici destroys a request body it was given when the request fails, so only
+      // a request without one can be tried on another node.
+      return withBody ? { kind: 'failed', error } : { kind: 'retry', error };
     }
   }
 

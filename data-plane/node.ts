@@ -174,6 +174,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
       metrics,
       logger: log.child({ component: 'registration' }),
       timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
+      isDraining: () => draining,
     });
   });
 

@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
 import type { Logger } from '../shared/log.js';
-import type { QuicStream } from '../shared/quic/index.js';
+import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
+import { StreamCode } from '../shared/protocol.js';
 import { HOP_HEADERS, HOP_NO_TUNNEL_HEADER, type HopClient, type HopTarget } from './hop.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelPicker } from './tunnels.js';
 
-/** Application code for a tunnel stream abandoned because the visitor went away. */
-export const STREAM_CANCELLED = 0x10c;
+const STREAM_CANCELLED = StreamCode.Cancelled;
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy proxy ones. `upgrade` is
 // handled apart: it passes through on real upgrade requests.
@@ -66,14 +66,15 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if ((HOP_BY_HOP.has(name) || listed.has(name)) && !(upgrade && name === 'upgrade')) continue;
-    if (name === 'x-forwarded-for' || name === 'x-request-id' || HOP_HEADERS.has(name)) continue;
+    if (name === 'x-forwarded-for' || name === 'x-forwarded-host' || name === 'x-forwarded-proto' || name === 'x-request-id' || HOP_HEADERS.has(name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
   const visitor = req.socket.remoteAddress ?? '';
   const prior = req.headers['x-forwarded-for'];
   out.push('X-Forwarded-For', prior ? `${String(prior)}, ${visitor}` : visitor);
-  if (!req.headers['x-forwarded-host'] && req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
-  if (!req.headers['x-forwarded-proto']) out.push('X-Forwarded-Proto', 'http');
+  // The node is the edge: what a visitor claims about host and scheme is replaced.
+  if (req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
+  out.push('X-Forwarded-Proto', 'http');
   out.push('X-Request-Id', requestId);
   // One request per stream: the client's HTTP server ends the stream after the response.
   out.push('Connection', upgrade ? 'Upgrade' : 'close');
@@ -101,6 +102,20 @@ function responseHeaders(raw: string[]): string[] {
     out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
+}
+
+// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Whether a request whose tunnel failed before responding may be sent again: never
+ * once body bytes were read; otherwise when repeating it is harmless, or when the
+ * client refused the stream unprocessed (it is leaving the node).
+ */
+function retrySafe(req: http.IncomingMessage, stream: QuicStream, err: Error): boolean {
+  if (req.readableDidRead) return false;
+  if (IDEMPOTENT.has(req.method ?? '')) return true;
+  return !stream.created || (err instanceof QuicStreamResetError && err.resetCode === StreamCode.Refused);
 }
 
 /** Passes a body through until it exceeds `limit` bytes, then calls `onExceeded` once. */
@@ -180,22 +195,37 @@ export function createProxy(deps: ProxyDeps): Proxy {
 
     const tried = new Set<Tunnel>();
     const withBody = hasBody(req);
-    let visitorGone = false;
-    let current: { stream: QuicStream; upstream: http.ClientRequest } | undefined;
-
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      // The visitor went away: give the tunnel its credit back at once.
-      visitorGone = true;
+    // Set once the visitor is gone or we have answered: nothing more goes to a tunnel.
+    let ended = false;
+    let current: { stream: QuicStream; upstream: http.ClientRequest; limited?: Transform } | undefined;
+    const hopAbort = new AbortController();
+    const abandon = (): void => {
+      hopAbort.abort();
+      req.unpipe();
+      current?.limited?.destroy();
       current?.upstream.destroy();
+      // Give the tunnel its stream credit back at once.
       current?.stream.reset(STREAM_CANCELLED);
+    };
+    res.once('close', () => {
+      clearTimeout(deadline);
+      if (res.writableFinished) return;
+      ended = true;
+      abandon();
     });
+    // One deadline up to the response head, waiting for a tunnel's stream credit included.
+    const deadline = setTimeout(() => {
+      if (res.headersSent) return;
+      ended = true;
+      abandon();
+      reply(res, 504, `no response from the tunnel within ${deps.requestTimeoutMs} ms (request ${requestId})`);
+    }, deps.requestTimeoutMs);
 
     // Local tunnels first; then, when none could take it, the other nodes holding the group.
     let waited = false;
     const attempt = async (): Promise<void> => {
       const opened = await openOn(group, tried);
-      if (visitorGone) {
+      if (ended) {
         opened?.stream.reset(STREAM_CANCELLED);
         return;
       }
@@ -204,11 +234,13 @@ export function createProxy(deps: ProxyDeps): Proxy {
         const recentlyServed = performance.now() - (lastServed.get(group) ?? -Infinity) < HANDOVER_WINDOW_MS;
         if (mayHop && !waited && recentlyServed && !req.readableDidRead) {
           waited = true;
-          if ((await deps.awaitHolder(group)) && !visitorGone) {
+          if ((await deps.awaitHolder(group)) && !ended) {
             tried.clear();
             return attempt();
           }
         }
+        if (ended) return;
+        clearTimeout(deadline);
         if (!mayHop && !req.readableDidRead) {
           // The node that sent this may know another node for the group: let it retry there.
           reply(res, 503, `no tunnel for group "${group}" on this node could take the request (forwarded requests are not forwarded again)`, { [HOP_NO_TUNNEL_HEADER]: '1' });
@@ -219,36 +251,39 @@ export function createProxy(deps: ProxyDeps): Proxy {
       const { tunnel, stream } = opened;
       const upstream = http.request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => stream });
       current = { stream, upstream };
-      const timer = setTimeout(() => {
-        upstream.destroy();
-        stream.reset(STREAM_CANCELLED);
-        reply(res, 504, `no response from the tunnel within ${deps.requestTimeoutMs} ms (request ${requestId})`);
-      }, deps.requestTimeoutMs);
 
       upstream.once('response', (up) => {
-        clearTimeout(timer);
+        clearTimeout(deadline);
         lastServed.set(group, performance.now());
         deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders));
+        try {
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders));
+        } catch (err) {
+          // node:http parses heads that it then refuses to write (a status of 099, a control byte).
+          stream.destroy();
+          reply(res, 502, `the tunnel sent a response head that cannot be forwarded: ${(err as Error).message}`);
+          return;
+        }
         up.pipe(res);
         // The response is complete by its own framing: the stream has nothing more to give.
         up.once('end', () => stream.destroy());
         up.once('error', () => res.destroy());
       });
       upstream.once('error', (err) => {
-        clearTimeout(timer);
-        req.unpipe(upstream);
+        req.unpipe();
+        current?.limited?.destroy();
         stream.destroy();
-        if (visitorGone || res.headersSent) {
+        if (ended || res.headersSent) {
           res.destroy();
           return;
         }
-        if (!req.readableDidRead) {
+        if (retrySafe(req, stream, err)) {
           log.debug('tunnel failed before responding, retrying', { group, tunnel: tunnel.id, error: err.message, requestId });
-          void attempt();
+          void attempt().catch(fail);
           return;
         }
-        reply(res, 502, `the tunnel failed while the request was being sent (request ${requestId})`);
+        clearTimeout(deadline);
+        reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
       });
       // FIN right after the request: the client's server then ends after its response.
       upstream.once('finish', () => stream.end());
@@ -256,27 +291,37 @@ export function createProxy(deps: ProxyDeps): Proxy {
       if (!withBody) upstream.end();
       else if (limit > 0 && req.headers['content-length'] === undefined) {
         const limited = bodyLimit(limit, () => {
-          req.unpipe();
-          upstream.destroy();
-          stream.reset(STREAM_CANCELLED);
+          ended = true;
+          clearTimeout(deadline);
+          abandon();
           reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
         });
+        current.limited = limited;
         req.pipe(limited).pipe(upstream);
       } else req.pipe(upstream);
+    };
+
+    const fail = (err: Error): void => {
+      log.error('proxy failure', { group, error: err.message, requestId });
+      clearTimeout(deadline);
+      reply(res, 502, `proxy error (request ${requestId})`);
     };
 
     /** Forward to another node; false when no node could take the request before it began. */
     const hop = async (): Promise<boolean> => {
       const remote = deps.remote!;
       for (const target of remote.targets(group)) {
-        if (visitorGone) return true;
-        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs);
+        if (ended) return true;
+        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort.signal);
         deps.metrics.hopRequests.inc({ result: result.kind });
         if (result.kind === 'response') {
+          clearTimeout(deadline);
           lastServed.set(group, performance.now());
           return true;
         }
+        if (ended) return true;
         if (result.kind === 'failed') {
+          clearTimeout(deadline);
           reply(res, 502, `the node holding the tunnel failed while the request was being sent (request ${requestId})`);
           return true;
         }
@@ -285,10 +330,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
       return false;
     };
 
-    void attempt().catch((err: Error) => {
-      log.error('proxy failure', { group, error: err.message, requestId });
-      reply(res, 502, `proxy error (request ${requestId})`);
-    });
+    void attempt().catch(fail);
   }
 
   function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {

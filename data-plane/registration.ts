@@ -19,6 +19,7 @@ export interface RegistrationDeps {
   metrics: Metrics;
   logger: Logger;
   timeoutMs: number;
+  isDraining(): boolean;
 }
 
 let tunnelSeq = 0;
@@ -47,12 +48,12 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
       throw new UnauthorizedError(`registration for "${group}" refused: ${result.reason}`);
     }
     if (conn.isClosing) return undefined;
+    // A drain that began while this client authenticated: it should register elsewhere.
+    if (deps.isDraining()) throw new ServerError('node is draining');
 
     control.write(encodeFrame({ Version: PROTOCOL_VERSION, Code: ResponseCode.Ok, Metadata: { NodeId: deps.nodeId } }));
     const tunnel: Tunnel = { id: `${deps.nodeId}-${++tunnelSeq}`, group, connection: conn, control, inFlight: 0 };
     watchControlStream(tunnel, deps.registry, log);
-    // The client opens only the registration stream; anything more is refused.
-    conn.on('stream', (s: QuicStream) => s.on('error', () => {}).reset(0));
     deps.registry.add(tunnel);
     deps.metrics.registrations.inc({ group, result: 'ok' });
     log.info('tunnel registered', { group, tunnel: tunnel.id, strategy: result.strategy });
@@ -66,12 +67,20 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
   }
 }
 
+/**
+ * The client's first stream is the registration stream; it may open no other, now
+ * or later, so every further stream is refused at once (and can never surface an
+ * unhandled error).
+ */
 function firstStream(conn: QuicConnection, timeoutMs: number): Promise<QuicStream> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new ProtocolError('ERR_PROTOCOL_TIMEOUT', `no registration stream within ${timeoutMs}ms`)), timeoutMs);
-    conn.once('stream', (s: QuicStream) => {
-      clearTimeout(timer);
+    let first: QuicStream | undefined;
+    conn.on('stream', (s: QuicStream) => {
       s.on('error', () => {});
+      if (first) return s.reset(0);
+      first = s;
+      clearTimeout(timer);
       resolve(s);
     });
     void conn.closed.then(() => {
@@ -112,6 +121,8 @@ function watchControlStream(tunnel: Tunnel, registry: TunnelRegistry, log: Logge
   };
   control.once('end', leave);
   control.once('close', leave);
+  // It may have ended while the client was being authenticated.
+  if (control.readableEnded || control.destroyed) leave();
   void once(control, 'error').catch(() => {});
 }
 

@@ -33,6 +33,14 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+/** QUIC stream error codes of the protocol. */
+export const StreamCode = {
+  /** The client refused a request stream unprocessed (it is leaving), like HTTP/3's H3_REQUEST_REJECTED: safe to retry elsewhere. */
+  Refused: 0x10b,
+  /** The node abandoned a request stream because the visitor went away. */
+  Cancelled: 0x10c,
+} as const;
+
 export const CloseReason = {
   Unauthorized: 'unauthorized',
   NotFound: 'not found',

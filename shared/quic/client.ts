@@ -27,17 +27,25 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
   const config = buildConfig(options, opts, false);
   const { address, family } = await lookup(opts.host);
   const socket = await bindUdp(family === 6 ? '::' : '0.0.0.0', 0, options.socketBuffer);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.connect(opts.port, address, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
-  const a = socket.address();
-  const local: HostPort = { host: a.address, port: a.port };
   const remote: HostPort = { host: address, port: opts.port };
-  const native = quiche.Connection.connect(opts.serverName ?? opts.host, randomBytes(20), local, remote, config);
+  let local: HostPort;
+  let native;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(opts.port, address, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    const a = socket.address();
+    local = { host: a.address, port: a.port };
+    native = quiche.Connection.connect(opts.serverName ?? opts.host, randomBytes(20), local, remote, config);
+  } catch (err) {
+    // Reconnect loops call this again and again: never leave the socket behind.
+    socket.close();
+    throw err;
+  }
   const conn = new QuicConnection(native, {
     isServer: false,
     options,

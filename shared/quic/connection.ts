@@ -403,6 +403,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
     const stream = new QuicStream(this, id, true, this.#options.streamWriteBuffer);
     this.#streams.set(id, stream);
+    if (this.listenerCount('stream') === 0) {
+      // Nobody serves peer streams here: refuse it rather than keep an unwatched stream.
+      stream.on('error', () => {}).reset(0);
+      return undefined;
+    }
     this.emit('stream', stream);
     return stream;
   }

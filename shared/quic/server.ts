@@ -29,6 +29,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
   readonly #options: QuicTransportOptions;
   readonly #local: HostPort;
   readonly #routes = new Map<string, QuicConnection>();
+  readonly #routeKeys = new Map<QuicConnection, string[]>();
   readonly #connections = new Set<QuicConnection>();
   #closing = false;
 
@@ -80,7 +81,8 @@ export class QuicServer extends EventEmitter implements PacketSink {
 
   release(conn: QuicConnection): void {
     this.#connections.delete(conn);
-    for (const [key, c] of this.#routes) if (c === conn) this.#routes.delete(key);
+    for (const key of this.#routeKeys.get(conn) ?? []) this.#routes.delete(key);
+    this.#routeKeys.delete(conn);
   }
 
   readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -111,8 +113,9 @@ export class QuicServer extends EventEmitter implements PacketSink {
     const native = quiche.Connection.accept(scid, null, this.#local, remote, this.#config);
     const conn = new QuicConnection(native, { isServer: true, options: this.#options, sink: this, remote, local: this.#local });
     // Initials keep arriving on the client's chosen id; later packets use ours.
-    this.#routes.set(key, conn);
-    this.#routes.set(scid.toString('latin1'), conn);
+    const keys = [key, scid.toString('latin1')];
+    for (const k of keys) this.#routes.set(k, conn);
+    this.#routeKeys.set(conn, keys);
     this.#connections.add(conn);
     conn.once('established', () => this.emit('connection', conn));
     return conn;

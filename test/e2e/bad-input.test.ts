@@ -95,6 +95,44 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
   });
 
+  it('survives a client that opens and resets extra streams before registering', async () => {
+    const t = await startTestNode({ registrationTimeoutMs: 1_000 });
+    await rawTunnel(t, 'still serving');
+    const conn = await dialNode(t);
+    const registration = await conn.openStream();
+    registration.on('error', () => {});
+    registration.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: {} }).subarray(0, 6));
+    for (let i = 0; i < 3; i++) {
+      const extra = await conn.openStream();
+      extra.on('error', () => {});
+      extra.write('not allowed');
+      await new Promise((r) => setTimeout(r, 20));
+      extra.reset(7);
+    }
+    expect(await conn.closed).toMatchObject({ code: CloseCode.ClientError, reason: 'bad request' });
+    expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
+  });
+
+  it('answers 502 when a tunnel sends a response head node:http cannot forward, and keeps running', async () => {
+    const t = await startTestNode();
+    const conn = await dialNode(t);
+    const control = await conn.openStream();
+    control.on('error', () => {});
+    control.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: { Authorization: `Basic ${Buffer.from('user:pass').toString('base64')}` } }));
+    await readFrame(control);
+    // A raw peer answering with a status node:http parses but refuses to write.
+    conn.on('stream', (s: QuicStream) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end('HTTP/1.1 099 Odd\r\ncontent-length: 2\r\n\r\nhi'));
+    });
+    const res = await visit(t.node.httpAddress.port, '/');
+    expect(res.status).toBe(502);
+    expect(res.body.toString()).toMatch(/cannot be forwarded/);
+    await conn.close();
+    await rawTunnel(t, 'fine');
+    expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
+  });
+
   it('refuses to start on a bad groups.yml, naming file, line and field', async () => {
     const file = writeGroups(`groups:
   "a":
