@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
+import net from 'node:net';
 import { Agent, request as undiciRequest } from 'undici';
 import type { Logger } from '../shared/log.js';
 
@@ -21,6 +22,11 @@ export function secretMatches(given: string | string[] | undefined, secret: stri
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(secret).digest();
   return timingSafeEqual(a, b);
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
 export interface HopTarget {
@@ -116,6 +122,23 @@ export class HopClient {
       // a request without one can be tried on another node.
       return withBody ? { kind: 'failed', error } : { kind: 'retry', error };
     }
+  }
+
+  /** The headers that carry a request over the hop. */
+  markers(group: string): string[] {
+    return [HOP_SECRET_HEADER, this.secret, HOP_FROM_HEADER, this.selfId, HOP_GROUP_HEADER, group];
+  }
+
+  /** A plain TCP connection to a node's hop listener, for Upgrade requests (they leave the pool). */
+  connectRaw(target: HopTarget): Promise<net.Socket> {
+    const { host, port } = splitHostPort(target.address);
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port }, () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', reject);
+    });
   }
 
   close(): Promise<void> {

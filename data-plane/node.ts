@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
 import { groupsSourceFromUrl, matchHost, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
@@ -251,6 +252,16 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
       metrics.hopReceived.inc({ result: 'served' });
       track(res);
       proxy.onHopRequest(req, res, group);
+    });
+    internal.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const group = req.headers[HOP_GROUP_HEADER];
+      if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret) || typeof group !== 'string') {
+        metrics.hopReceived.inc({ result: 'unauthorized' });
+        socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n401 Unauthorized: missing or wrong cluster secret\n');
+        return;
+      }
+      metrics.hopReceived.inc({ result: 'served' });
+      proxy.onUpgrade(req, socket, head, group);
     });
     internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
   }

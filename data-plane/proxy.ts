@@ -40,7 +40,7 @@ const HANDOVER_WINDOW_MS = 5_000;
 export interface Proxy {
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
   onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void;
-  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void;
 }
 
 /** Answers the visitor from the data-plane itself: a status and a line saying which. */
@@ -82,15 +82,15 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
 }
 
 /** A forwarded request's headers as the first node set them, less the hop's own. */
-function hopHeaders(req: http.IncomingMessage): string[] {
+function hopHeaders(req: http.IncomingMessage, upgrade = false): string[] {
   const out: string[] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || HOP_HEADERS.has(name)) continue;
+    if ((HOP_BY_HOP.has(name) && !(upgrade && name === 'upgrade')) || HOP_HEADERS.has(name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
-  out.push('Connection', 'close');
+  out.push('Connection', upgrade ? 'Upgrade' : 'close');
   return out;
 }
 
@@ -333,30 +333,49 @@ export function createProxy(deps: ProxyDeps): Proxy {
     void attempt().catch(fail);
   }
 
-  function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  /**
+   * An Upgrade (WebSocket) request: once a tunnel stream (or, with no local
+   * tunnel, a hop connection to a node holding one) is open, both sides become a
+   * raw pipe, the far side's 101 included. `hopGroup` marks a request another
+   * node forwarded: served from local tunnels only.
+   */
+  function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void {
     socket.on('error', () => {});
     const rawReply = (status: number, message: string): void => {
       const body = `${status} ${http.STATUS_CODES[status]}: ${message}\n`;
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     };
-    const group = deps.route(req.headers.host);
+    const group = hopGroup ?? deps.route(req.headers.host);
     if (!group) return rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    void openOn(group, new Set()).then((opened) => {
-      if (!opened) return rawReply(503, `no tunnel is registered for group "${group}"`);
-      const { stream } = opened;
-      if (socket.destroyed) return stream.reset(STREAM_CANCELLED);
-      const headers = forwardHeaders(req, requestId, true);
+    const headers = hopGroup ? hopHeaders(req, true) : forwardHeaders(req, requestId, true);
+    const splice = (far: Duplex, extra: string[] = []): void => {
       let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
-      for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
-      stream.write(`${text}\r\n`);
-      if (head.length > 0) stream.write(head);
-      // From here on both sides are a raw pipe (the tunnel's 101 included).
-      stream.pipe(socket);
-      socket.pipe(stream);
-      socket.once('close', () => stream.destroy());
-      stream.once('close', () => socket.destroy());
+      for (const list of [headers, extra]) for (let i = 0; i < list.length; i += 2) text += `${list[i]}: ${list[i + 1]}\r\n`;
+      far.write(`${text}\r\n`);
+      if (head.length > 0) far.write(head);
+      far.pipe(socket);
+      socket.pipe(far);
+      socket.once('close', () => far.destroy());
+      far.once('close', () => socket.destroy());
       deps.metrics.proxyRequests.inc({ group, code: '101' });
+    };
+    void (async () => {
+      const opened = await openOn(group, new Set());
+      if (opened) {
+        if (socket.destroyed) return opened.stream.reset(STREAM_CANCELLED);
+        return splice(opened.stream);
+      }
+      for (const target of hopGroup || !deps.remote ? [] : deps.remote.targets(group)) {
+        const conn = await deps.remote!.hop.connectRaw(target).catch(() => undefined);
+        if (!conn) continue;
+        if (socket.destroyed) return conn.destroy();
+        return splice(conn, deps.remote!.hop.markers(group));
+      }
+      rawReply(503, `no tunnel is registered for group "${group}"`);
+    })().catch((err: Error) => {
+      log.error('upgrade failure', { group, error: err.message, requestId });
+      socket.destroy();
     });
   }
 

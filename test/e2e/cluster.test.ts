@@ -1,10 +1,12 @@
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onCleanup, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
-import type { Tunnel } from '../../client/index.js';
+import { basic, connect, type Tunnel } from '../../client/index.js';
+import { WebSocket, WebSocketServer } from 'ws';
 import { ClusterNode, SECRET, balancedGet, eventually, pongClient, steadyLoad, writeSecret } from './cluster-helpers.js';
 import { BASIC_GROUP_YAML, GROUP, testCerts, writeGroups } from './helpers.js';
 
@@ -194,6 +196,22 @@ describe('the internal hop', () => {
         })
         .on('error', reject);
     });
+
+  it('carries a WebSocket to the node that holds the tunnel', async () => {
+    const [a, b] = await startCluster(store.url, ['a', 'b']);
+    const server = http.createServer();
+    new WebSocketServer({ server }).on('connection', (ws) => ws.on('message', (data) => ws.send(`echo ${String(data)}`)));
+    const { ca } = await testCerts();
+    const tunnel = await connect({ addresses: [a!.address], serverName: GROUP, ca: ca.cert, group: GROUP, auth: basic('user', 'pass'), handler: server });
+    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    await routesTo(b!, ['a']);
+    const ws = new WebSocket(`ws://127.0.0.1:${b!.httpPort}/ws`, { headers: { host: GROUP } });
+    await once(ws, 'open');
+    ws.send('over the hop');
+    const [reply] = (await once(ws, 'message')) as [Buffer];
+    expect(reply.toString()).toBe('echo over the hop');
+    ws.close();
+  });
 
   it('refuses requests without the cluster secret or with a wrong one, and never hops twice', async () => {
     const [a, b] = await startCluster(store.url, ['a', 'b']);
