@@ -12,6 +12,13 @@ import { bindUdp } from './socket.js';
 const CID_LEN = 20;
 /** RFC 9000 §14.1: a client's first datagram is padded to at least 1200 bytes. */
 const MIN_INITIAL_SIZE = 1200;
+/**
+ * Handshakes in progress at once, and how long one may take. Every Initial
+ * allocates quiche state before the peer proves anything (no stateless retry
+ * yet): these bound what a flood of spoofed Initials can hold.
+ */
+export const MAX_PENDING_HANDSHAKES = 1024;
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface QuicServerOptions extends Partial<QuicTransportOptions>, TlsOptions {
   alpn: string[];
@@ -32,6 +39,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
   readonly #routeKeys = new Map<QuicConnection, string[]>();
   readonly #connections = new Set<QuicConnection>();
   #closing = false;
+  #pending = 0;
 
   private constructor(socket: dgram.Socket, config: Config, options: QuicTransportOptions) {
     super();
@@ -108,6 +116,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
       return undefined;
     }
     if (header.ty !== PACKET_TYPE_INITIAL || msg.length < MIN_INITIAL_SIZE) return undefined;
+    if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
     const scid = randomBytes(CID_LEN);
     const remote = { host: rinfo.address, port: rinfo.port };
     const native = quiche.Connection.accept(scid, null, this.#local, remote, this.#config);
@@ -117,7 +126,20 @@ export class QuicServer extends EventEmitter implements PacketSink {
     for (const k of keys) this.#routes.set(k, conn);
     this.#routeKeys.set(conn, keys);
     this.#connections.add(conn);
-    conn.once('established', () => this.emit('connection', conn));
+    this.#pending++;
+    const timer = setTimeout(() => conn.abort(new QuicError('ERR_QUIC_CONNECT_TIMEOUT', `handshake with ${remote.host}:${remote.port} not done within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
+    timer.unref();
+    const settled = (): void => {
+      clearTimeout(timer);
+      this.#pending--;
+    };
+    conn.once('established', () => {
+      settled();
+      this.emit('connection', conn);
+    });
+    void conn.closed.then(() => {
+      if (!conn.established) settled();
+    });
     return conn;
   }
 }
