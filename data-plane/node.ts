@@ -74,7 +74,7 @@ export const DEFAULT_DRAIN_DEADLINE_MS = 10_000;
 /** How long a request waits for a moving tunnel (see ProxyDeps.awaitHolder): a reconnect or hand-over takes well under this. */
 export const HANDOVER_WAIT_MS = 2_000;
 
-/** Polls `done` until it holds or `ms` pass (used on rare paths: drains and tunnel hand-overs). */
+/** Polls `done` until it holds or `ms` pass (drains only: rare, and a 25 ms poll costs nothing). */
 async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
@@ -226,12 +226,31 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
     remote: hopClient ? { targets: hopTargets, hop: hopClient } : undefined,
-    awaitHolder: async (group) => {
-      const held = (): boolean => registry.count(group) > 0 || (clustered && hopTargets(group).length > 0);
-      await waitUntil(held, HANDOVER_WAIT_MS);
-      return held();
+    awaitHolder: (group) => {
+      const held = (): boolean => registry.count(group) > 0 || (clustered && membership.nodesFor(group).some((n) => n.id !== nodeId));
+      if (held()) return Promise.resolve(true);
+      // Woken by the route changes below, not by a timer per request: a hand-over can park many requests.
+      return new Promise<boolean>((resolve) => {
+        const waiter = (): void => {
+          if (!held()) return;
+          holderWaiters.delete(waiter);
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          holderWaiters.delete(waiter);
+          resolve(false);
+        }, HANDOVER_WAIT_MS);
+        holderWaiters.add(waiter);
+      });
     },
   });
+  const holderWaiters = new Set<() => void>();
+  const wakeHolderWaiters = (): void => {
+    for (const w of [...holderWaiters]) w();
+  };
+  registry.on('change', wakeHolderWaiters);
+  membership.on('change', wakeHolderWaiters);
 
   let internal: http.Server | undefined;
   let internalAddress: HostPort | undefined;
