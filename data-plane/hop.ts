@@ -2,7 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import net from 'node:net';
 import { Agent, request as undiciRequest } from 'undici';
+import { HOP_BY_HOP_HEADERS } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
+
+const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 
 /**
  * The internal hop: a node that has no tunnel for a group forwards the request
@@ -100,7 +103,7 @@ export class HopClient {
       }
       const raw: string[] = [];
       for (const [name, value] of Object.entries(up.headers)) {
-        if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === HOP_NO_TUNNEL_HEADER) continue;
+        if (value === undefined || HOP_BY_HOP.has(name) || name === HOP_NO_TUNNEL_HEADER) continue;
         for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
       }
       try {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
+import { HOP_BY_HOP_HEADERS, declaresBody } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
 import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
 import { StreamCode } from '../shared/protocol.js';
@@ -10,9 +11,9 @@ import type { Tunnel, TunnelPicker } from './tunnels.js';
 
 const STREAM_CANCELLED = StreamCode.Cancelled;
 
-// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy proxy ones. `upgrade` is
-// handled apart: it passes through on real upgrade requests.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
+// Set by this node, never taken from a visitor: the node is the edge.
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']);
 
 export interface ProxyDeps {
   /** The group serving a Host header, if any. */
@@ -53,6 +54,20 @@ function reply(res: http.ServerResponse, status: number, message: string, header
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
 }
 
+/** Raw headers (name, value, name, value…) less those `drop` names (given in lower case). */
+function filterHeaders(raw: string[], drop: (name: string) => boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (!drop(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  return out;
+}
+
+/**
+ * Hop-by-hop headers stop here, but for Upgrade on a real upgrade and
+ * Transfer-Encoding, which node:http's client then re-frames the same way.
+ */
+const connectionScoped = (upgrade: boolean) => (name: string): boolean =>
+  HOP_BY_HOP.has(name) && name !== 'transfer-encoding' && !(upgrade && name === 'upgrade');
+
 /** Request headers as sent down the tunnel: hop-by-hop removed, forwarding headers added. */
 function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: boolean): string[] {
   const listed = new Set(
@@ -61,18 +76,11 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
   );
-  const out: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if ((HOP_BY_HOP.has(name) || listed.has(name)) && !(upgrade && name === 'upgrade')) continue;
-    if (name === 'x-forwarded-for' || name === 'x-forwarded-host' || name === 'x-forwarded-proto' || name === 'x-request-id' || HOP_HEADERS.has(name)) continue;
-    out.push(raw[i]!, raw[i + 1]!);
-  }
+  const scoped = connectionScoped(upgrade);
+  const out = filterHeaders(req.rawHeaders, (name) => scoped(name) || (listed.has(name) && !(upgrade && name === 'upgrade')) || FORWARDING.has(name) || HOP_HEADERS.has(name));
   const visitor = req.socket.remoteAddress ?? '';
   const prior = req.headers['x-forwarded-for'];
   out.push('X-Forwarded-For', prior ? `${String(prior)}, ${visitor}` : visitor);
-  // The node is the edge: what a visitor claims about host and scheme is replaced.
   if (req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
   out.push('X-Forwarded-Proto', 'http');
   out.push('X-Request-Id', requestId);
@@ -83,26 +91,14 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
 
 /** A forwarded request's headers as the first node set them, less the hop's own. */
 function hopHeaders(req: http.IncomingMessage, upgrade = false): string[] {
-  const out: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if ((HOP_BY_HOP.has(name) && !(upgrade && name === 'upgrade')) || HOP_HEADERS.has(name)) continue;
-    out.push(raw[i]!, raw[i + 1]!);
-  }
+  const scoped = connectionScoped(upgrade);
+  const out = filterHeaders(req.rawHeaders, (name) => scoped(name) || HOP_HEADERS.has(name));
   out.push('Connection', upgrade ? 'Upgrade' : 'close');
   return out;
 }
 
-function responseHeaders(raw: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || name === 'transfer-encoding') continue;
-    out.push(raw[i]!, raw[i + 1]!);
-  }
-  return out;
-}
+/** node:http frames the visitor's response itself. */
+const responseHeaders = (raw: string[]): string[] => filterHeaders(raw, (name) => HOP_BY_HOP.has(name));
 
 // RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -132,10 +128,6 @@ function bodyLimit(limit: number, onExceeded: () => void): Transform {
   });
 }
 
-function hasBody(req: http.IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
 
 /**
  * Public HTTP → tunnel streams. Each visitor request gets a new stream on a
@@ -194,7 +186,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     }
 
     const tried = new Set<Tunnel>();
-    const withBody = hasBody(req);
+    const withBody = declaresBody(req);
     // Set once the visitor is gone or we have answered: nothing more goes to a tunnel.
     let ended = false;
     let current: { stream: QuicStream; upstream: http.ClientRequest; limited?: Transform } | undefined;
