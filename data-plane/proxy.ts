@@ -190,9 +190,10 @@ export function createProxy(deps: ProxyDeps): Proxy {
     // Set once the visitor is gone or we have answered: nothing more goes to a tunnel.
     let ended = false;
     let current: { stream: QuicStream; upstream: http.ClientRequest; limited?: Transform } | undefined;
-    const hopAbort = new AbortController();
+    // Only a node in a cluster hops; standalone requests skip the controller.
+    const hopAbort = deps.remote ? new AbortController() : undefined;
     const abandon = (): void => {
-      hopAbort.abort();
+      hopAbort?.abort();
       req.unpipe();
       current?.limited?.destroy();
       current?.upstream.destroy();
@@ -304,7 +305,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
       const remote = deps.remote!;
       for (const target of remote.targets(group)) {
         if (ended) return true;
-        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort.signal);
+        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort!.signal);
         deps.metrics.hopRequests.inc({ result: result.kind });
         if (result.kind === 'response') {
           clearTimeout(deadline);
