@@ -67,10 +67,14 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
   }
 }
 
+/** The first client-initiated bidirectional stream in QUIC (RFC 9000 §2.1). */
+const REGISTRATION_STREAM_ID = 0;
+
 /**
- * The client's first stream is the registration stream; it may open no other, now
- * or later, so every further stream is refused at once (and can never surface an
- * unhandled error).
+ * The client's first stream (id 0) is the registration stream; it may open no
+ * other, now or later, so every further stream is refused at once (and can never
+ * surface an unhandled error). The choice goes by id, not arrival: streams that
+ * arrive in one datagram, or after a loss, can be announced in any order.
  */
 function firstStream(conn: QuicConnection, timeoutMs: number): Promise<QuicStream> {
   return new Promise((resolve, reject) => {
@@ -78,7 +82,7 @@ function firstStream(conn: QuicConnection, timeoutMs: number): Promise<QuicStrea
     let first: QuicStream | undefined;
     conn.on('stream', (s: QuicStream) => {
       s.on('error', () => {});
-      if (first) return s.reset(0);
+      if (first || s.id !== REGISTRATION_STREAM_ID) return s.reset(0);
       first = s;
       clearTimeout(timer);
       resolve(s);

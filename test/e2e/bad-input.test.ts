@@ -113,6 +113,22 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
   });
 
+  it('takes the client\'s first stream for registration even when a later one arrives first', async () => {
+    const t = await startTestNode();
+    const conn = await dialNode(t);
+    // Stream 0 reaches the wire only with its first byte, so stream 4 arrives first.
+    const registration = await conn.openStream();
+    const extra = await conn.openStream();
+    const refused = new Promise<unknown>((resolve) => extra.on('error', resolve).on('close', () => resolve('closed')));
+    extra.resume();
+    extra.write('not allowed');
+    await refused;
+    registration.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: { Authorization: `Basic ${Buffer.from('user:pass').toString('base64')}` } }));
+    expect(await readFrame(registration)).toMatchObject({ Code: 0 });
+    expect(conn.isClosing).toBe(false);
+    await conn.close();
+  });
+
   it('answers 502 when a tunnel sends a response head node:http cannot forward, and keeps running', async () => {
     const t = await startTestNode();
     const conn = await dialNode(t);
