@@ -4,6 +4,7 @@ import {
   QuicClosedError,
   QuicError,
   QuicIdleTimeoutError,
+  QuicPeerUnresponsiveError,
   QuicTlsError,
   isCryptoError,
   tlsAlertOf,
@@ -32,6 +33,8 @@ const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
 const SLAB_SIZE = 256 << 10;
+/** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
+const LATE_CHECK_MS = 250;
 
 interface OpenWaiter {
   resolve(stream: QuicStream): void;
@@ -77,6 +80,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #timer: NodeJS.Timeout | undefined;
   #timerDeadline = 0;
   #keepAlive: NodeJS.Timeout | undefined;
+  // Liveness (see #trackUnanswered): heard = a datagram arrived since the last turn.
+  #heard = false;
+  #unansweredSince = 0;
+  #liveness: NodeJS.Timeout | undefined;
+  #livenessDue = 0;
   #slab = Buffer.allocUnsafe(SLAB_SIZE);
   #slabOffset = 0;
 
@@ -195,6 +203,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   /** A datagram for this connection arrived. */
   receive(data: Buffer, from: HostPort): void {
     if (this.#final) return;
+    this.#heard = true;
     try {
       this.native.recv(data, { from, to: this.localAddress });
     } catch {
@@ -343,6 +352,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #armTimer(): void {
     const ms = this.native.timeout();
+    if (this.#established && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(ms);
     if (ms === null) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -362,6 +372,61 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.native.onTimeout();
     this.#turn();
   };
+
+  /**
+   * A peer that dies without a word would hold the connection until the idle
+   * timeout. While something we sent waits for an acknowledgement (quiche's loss
+   * timer is armed, see #acknowledged), a live peer answers within a round trip;
+   * nothing heard for unresponsiveTimeoutMs means it is gone. A peer with nothing
+   * to say is never suspected: it is only waited on while our data is.
+   */
+  #trackUnanswered(next: number | null): void {
+    if (next === null || next >= LOSS_TIMER_CEILING_MS) {
+      this.#unansweredSince = 0;
+    } else if (this.#unansweredSince === 0 || this.#heard) {
+      this.#unansweredSince = performance.now();
+      this.#armLiveness(this.#options.unresponsiveTimeoutMs);
+    }
+    this.#heard = false;
+  }
+
+  #armLiveness(ms: number): void {
+    if (this.#liveness) return;
+    this.#livenessDue = performance.now() + ms;
+    this.#liveness = setTimeout(this.#checkLiveness, Math.ceil(ms));
+    this.#liveness.unref();
+  }
+
+  readonly #checkLiveness = (): void => {
+    this.#liveness = undefined;
+    if (this.#final || this.#unansweredSince === 0) return;
+    const now = performance.now();
+    const limit = this.#options.unresponsiveTimeoutMs;
+    if (now - this.#livenessDue > LATE_CHECK_MS) {
+      // This process was blocked: the peer's answers may be sitting unread. Wait afresh.
+      this.#unansweredSince = now;
+      return this.#armLiveness(limit);
+    }
+    const waited = now - this.#unansweredSince;
+    if (waited < limit) return this.#armLiveness(limit - waited);
+    // Timers run before pending datagrams are read: let those in first, then decide.
+    setImmediate(() => {
+      if (this.#final || this.#unansweredSince === 0) return;
+      if (this.#heard) return this.#armLiveness(limit);
+      this.#dropUnresponsive(limit);
+    });
+  };
+
+  #dropUnresponsive(limit: number): void {
+    try {
+      // Say so, in case the peer was only slow: it will not be heard here again.
+      this.native.close(false, 0, Buffer.from('peer unresponsive'));
+      this.#flush();
+    } catch {
+      // Already closing.
+    }
+    this.abort(new QuicPeerUnresponsiveError(limit));
+  }
 
   #onEstablished(): void {
     this.#established = true;
@@ -477,6 +542,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#closing = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#keepAlive) clearInterval(this.#keepAlive);
+    if (this.#liveness) clearTimeout(this.#liveness);
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);
     for (const s of [...this.#streams.values()]) s.destroy(err);

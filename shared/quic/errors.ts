@@ -6,6 +6,7 @@ export type QuicErrorCode =
   | 'ERR_QUIC_CONNECTION_REFUSED'
   | 'ERR_QUIC_TLS'
   | 'ERR_QUIC_IDLE_TIMEOUT'
+  | 'ERR_QUIC_PEER_UNRESPONSIVE'
   | 'ERR_QUIC_CLOSED'
   | 'ERR_QUIC_STREAM_RESET'
   | 'ERR_QUIC_PROTOCOL';
@@ -73,6 +74,14 @@ export class QuicIdleTimeoutError extends QuicError {
   override name = 'QuicIdleTimeoutError';
   constructor(timeoutMs: number) {
     super('ERR_QUIC_IDLE_TIMEOUT', `peer silent for the idle timeout (${timeoutMs} ms): connection dropped`);
+  }
+}
+
+/** What we sent went unacknowledged, with nothing at all heard from the peer, for this long: the peer is gone. */
+export class QuicPeerUnresponsiveError extends QuicError {
+  override name = 'QuicPeerUnresponsiveError';
+  constructor(timeoutMs: number) {
+    super('ERR_QUIC_PEER_UNRESPONSIVE', `peer acknowledged nothing for ${timeoutMs} ms while data waited for it: connection dropped`);
   }
 }
 

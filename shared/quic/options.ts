@@ -7,6 +7,14 @@ export const DEFAULT_MAX_UDP_PAYLOAD = 1350;
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 /** Ping well inside the idle timeout so NATs and the peer keep the path (the seed's --keep-alive-period). */
 export const DEFAULT_KEEP_ALIVE_MS = 30_000;
+/**
+ * A peer that dies without a word (a killed process behind NAT, a machine gone)
+ * would otherwise hold its connection, and every request sent into it, until the
+ * idle timeout. A live peer acknowledges what we send within a round trip and its
+ * ack delay, so this long with data unacknowledged and nothing heard means it is
+ * gone. Long enough for a brief network outage or a busy peer to recover.
+ */
+export const DEFAULT_UNRESPONSIVE_TIMEOUT_MS = 5_000;
 /** A dial to nothing must fail, not wait forever. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /**
@@ -46,6 +54,8 @@ export interface QuicTransportOptions {
   idleTimeoutMs: number;
   /** 0 disables keep-alive pings. */
   keepAliveMs: number;
+  /** Drop the connection when sent data waits this long with nothing heard from the peer; 0 disables. */
+  unresponsiveTimeoutMs: number;
   streamWindow: number;
   maxStreamWindow: number;
   connectionWindow: number;
@@ -79,6 +89,7 @@ export function parseQuicOptions(
     alpn: [],
     idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
     keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
+    unresponsiveTimeoutMs: DEFAULT_UNRESPONSIVE_TIMEOUT_MS,
     streamWindow: DEFAULT_STREAM_WINDOW,
     maxStreamWindow: DEFAULT_MAX_STREAM_WINDOW,
     connectionWindow: DEFAULT_CONNECTION_WINDOW,
@@ -94,7 +105,7 @@ export function parseQuicOptions(
   if (!Array.isArray(o.alpn) || o.alpn.length === 0 || o.alpn.some((p) => typeof p !== 'string' || p.length === 0 || p.length > 255)) {
     throw new TypeError('alpn: give at least one protocol name of 1-255 bytes');
   }
-  for (const key of ['idleTimeoutMs', 'keepAliveMs', 'streamWindow', 'maxStreamWindow', 'connectionWindow', 'maxConnectionWindow', 'maxStreams', 'maxUdpPayload', 'streamWriteBuffer', 'socketBuffer'] as const) {
+  for (const key of ['idleTimeoutMs', 'keepAliveMs', 'unresponsiveTimeoutMs', 'streamWindow', 'maxStreamWindow', 'connectionWindow', 'maxConnectionWindow', 'maxStreams', 'maxUdpPayload', 'streamWriteBuffer', 'socketBuffer'] as const) {
     const v = o[key];
     if (!Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected a non-negative number, got ${String(v)}`);
   }

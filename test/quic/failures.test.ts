@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { freePort, makeCa, makeServerCert, spawnNode, startLossyRelay, useCleanup } from '../harness/index.js';
+import { freePort, makeCa, makeServerCert, onCleanup, spawnNode, startLossyRelay, useCleanup } from '../harness/index.js';
 import {
   QuicConnectTimeoutError,
   QuicConnectionRefusedError,
   QuicIdleTimeoutError,
+  QuicPeerUnresponsiveError,
+  QuicServer,
   QuicTlsError,
   connectQuic,
+  type QuicConnection,
   type QuicStream,
 } from '../../shared/quic/index.js';
 import { ALPN, dial, echoServer, pki, roundTrip } from './helpers.js';
@@ -46,6 +49,53 @@ describe('QUIC failures end, never hang', () => {
     expect(info.error).toBeInstanceOf(QuicIdleTimeoutError);
     expect(performance.now() - stoppedAt).toBeLessThan(1_500 + 1_000);
     await peer.kill('SIGKILL');
+  });
+
+  it('drops a frozen peer that leaves our data unacknowledged within the unresponsive timeout, long before the idle timeout', async () => {
+    const p = await pki();
+    const peer = spawnNode('test/fixtures/quic-echo-server.ts', [p.server.keyPath, p.server.certPath, ALPN]);
+    const [, port] = await peer.waitForLine(/listening (\d+)/);
+    const conn = await dial(p, Number(port), { idleTimeoutMs: 30_000, keepAliveMs: 10_000, unresponsiveTimeoutMs: 500 });
+    expect((await roundTrip(await conn.openStream(), 'alive')).toString()).toBe('alive');
+    peer.child.kill('SIGSTOP');
+    const open = await conn.openStream();
+    const streamError = new Promise<Error>((resolve) => open.on('error', resolve));
+    open.write('a request nobody will read');
+    const sentAt = performance.now();
+    const info = await conn.closed;
+    expect(info.error).toBeInstanceOf(QuicPeerUnresponsiveError);
+    expect(info.error!.message).toContain('500 ms');
+    expect(performance.now() - sentAt).toBeLessThan(500 + 2_000);
+    expect(await streamError).toBe(info.error);
+    await peer.kill('SIGKILL');
+  });
+
+  it('never suspects a live peer that is idle or whose reader stalls', async () => {
+    const p = await pki();
+    const server = await QuicServer.listen({ alpn: [ALPN], key: p.server.key, cert: p.server.cert });
+    onCleanup(() => server.close());
+    let first = true;
+    server.on('connection', (c: QuicConnection) =>
+      c.on('stream', (s: QuicStream) => {
+        s.on('error', () => {});
+        if (first) first = false; // never read: flow control stops the writer
+        else s.pipe(s);
+      }),
+    );
+    const conn = await dial(p, server.address().port, { keepAliveMs: 200, unresponsiveTimeoutMs: 300 });
+    const stalled = await conn.openStream();
+    stalled.on('error', () => {});
+    const chunk = Buffer.alloc(1 << 20);
+    let written = 0;
+    const writeUntilBlocked = (): void => {
+      while (written < 64 << 20 && stalled.write(chunk)) written += chunk.length;
+    };
+    stalled.on('drain', writeUntilBlocked);
+    writeUntilBlocked();
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(written).toBeLessThan(64 << 20); // the reader really stalled the writer
+    expect(conn.isClosing).toBe(false);
+    expect((await roundTrip(await conn.openStream(), 'still here')).toString()).toBe('still here');
   });
 
   it('fails a connect to a closed port quickly with a clear error', async () => {
