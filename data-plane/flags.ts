@@ -27,6 +27,7 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'management-address', kind: 'string', value: 'STRING', help: 'HTTP address for management API' },
   { long: 'max-idle-timeout', kind: 'duration', value: 'DURATION', help: 'maximum time a connection can be idle', default: '1m0s' },
   { long: 'keep-alive-period', kind: 'duration', value: 'DURATION', help: 'period between keep-alive events', default: '30s' },
+  { long: 'unresponsive-timeout', kind: 'duration', value: 'DURATION', help: 'drop a tunnel that acknowledges nothing this long while data waits for it, 0 to rely on the idle timeout', default: '5s' },
   { long: 'standalone', kind: 'boolean', help: 'one node with embedded config and auth, in-memory membership (no Redis, NATS or control plane)' },
   { long: 'node-id', kind: 'string', value: 'STRING', help: 'this node\'s id (default: random)' },
   { long: 'membership', kind: 'string', value: 'URL', help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT', default: 'memory' },
@@ -53,6 +54,7 @@ export interface NodeFlags {
   managementAddress?: string;
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
+  unresponsiveTimeoutMs: number;
   standalone: boolean;
   nodeId?: string;
   membership: string;
@@ -70,10 +72,11 @@ export interface NodeFlags {
 export const envName = (long: string): string => `REVERST_${long.toUpperCase().replace(/-/g, '_')}`;
 
 export function usage(command = 'reverst'): string {
-  const rows = NODE_FLAGS.map((f) => {
-    const names = `${f.short ? `-${f.short}, ` : '    '}--${f.long}${f.value ? ` ${f.value}` : ''}`;
+  const names = NODE_FLAGS.map((f) => `${f.short ? `-${f.short}, ` : '    '}--${f.long}${f.value ? ` ${f.value}` : ''}`);
+  const width = Math.max(...names.map((n) => n.length));
+  const rows = NODE_FLAGS.map((f, i) => {
     const extra = f.required ? ' (required)' : f.default ? ` (default: ${f.default})` : '';
-    return `  ${names.padEnd(34)} ${f.help}${extra}`;
+    return `  ${names[i]!.padEnd(width)}   ${f.help}${extra}`;
   });
   return [
     'COMMAND',

@@ -33,6 +33,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     watchGroups: flags.watchGroups,
     maxIdleTimeoutMs: flags.maxIdleTimeoutMs,
     keepAlivePeriodMs: flags.keepAlivePeriodMs,
+    unresponsiveTimeoutMs: flags.unresponsiveTimeoutMs,
     requestTimeoutMs: flags.requestTimeoutMs,
     maxHeaderSize: flags.maxHeaderSize,
     maxBodySize: flags.maxBodySize,

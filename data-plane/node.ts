@@ -32,6 +32,8 @@ export interface NodeOptions {
   watchGroups: boolean;
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
+  /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
+  unresponsiveTimeoutMs?: number;
   requestTimeoutMs: number;
   maxHeaderSize: number;
   /** Largest request body accepted (413 above); 0 or unset for no limit. */
@@ -160,6 +162,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     cert: options.cert,
     idleTimeoutMs: options.maxIdleTimeoutMs,
     keepAliveMs: options.keepAlivePeriodMs,
+    unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
   });
   let draining = false;
   quic.on('connection', (conn: QuicConnection) => {

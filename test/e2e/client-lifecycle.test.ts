@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freePort, makeCa, onCleanup, useCleanup, type KeyPair } from '../harness/index.js';
+import { freePort, makeCa, onCleanup, spawnNode, useCleanup, type KeyPair } from '../harness/index.js';
 import { QuicTlsError } from '../../shared/quic/index.js';
 import {
   NotFoundError,
@@ -444,5 +444,25 @@ describe('close()', () => {
     // The tunnel went away before any response: the node answers 502.
     expect((await cut).status).toBe(502);
     stuck.release();
+  });
+});
+
+describe('a client that dies without a word', () => {
+  it('drops a killed client\'s tunnel within the unresponsive timeout and serves its requests from another tunnel', async () => {
+    const t = await startTestNode({ unresponsiveTimeoutMs: 1_000 });
+    await open([t.address], { handler: () => new Response('alive') });
+    // The example service in its own process, so it can die without a word (no ICMP reaches the node's socket).
+    const example = spawnNode('examples/simple/main.ts', ['--address', t.address, '--ca', t.ca.certPath, '--username', 'user', '--password', 'pass']);
+    await expect.poll(() => t.node.registry.count(GROUP), { timeout: 20_000 }).toBe(2);
+    const before = await Promise.all([1, 2, 3, 4].map(() => visit(t.node.httpAddress.port, '/')));
+    expect(new Set(before.map((r) => r.body.toString()))).toEqual(new Set(['alive', 'PONG']));
+    await example.kill('SIGKILL');
+    const killedAt = performance.now();
+    // Half of these go to the dead tunnel first. The client's idle timeout is 20 s: each must
+    // finish well before it, moved to the live tunnel once the dead one is dropped.
+    const after = await Promise.all(Array.from({ length: 10 }, (_, i) => visit(t.node.httpAddress.port, `/${i}`, { timeoutMs: 10_000 })));
+    expect(after.map((r) => `${r.status} ${r.body.toString()}`)).toEqual(Array(10).fill('200 alive'));
+    expect(performance.now() - killedAt).toBeLessThan(10_000);
+    expect(t.node.registry.count(GROUP)).toBe(1);
   });
 });
