@@ -118,6 +118,7 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const conn = await dialNode(t);
     // Stream 0 reaches the wire only with its first byte, so stream 4 arrives first.
     const registration = await conn.openStream();
+    registration.on('error', () => {});
     const extra = await conn.openStream();
     const refused = new Promise<unknown>((resolve) => extra.on('error', resolve).on('close', () => resolve('closed')));
     extra.resume();
