@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
-import { groupsSourceFromUrl, matchHost, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
+import { groupsSourceFromUrl, matchHost, type Group, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
@@ -13,7 +13,7 @@ import { createManagementServer } from './management.js';
 import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
-import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
+import { DEFAULT_REGISTRATION_TIMEOUT_MS, reauthorize, register } from './registration.js';
 import { TunnelRegistry } from './tunnels.js';
 
 export interface NodeOptions {
@@ -115,7 +115,18 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   let config: GroupsConfig = await source.load();
   let authenticators = new Map<string, Authenticator>();
   const registry = new TunnelRegistry();
+  const authenticatorFor = (group: string): Authenticator | undefined => {
+    const g = config.groups.get(group);
+    if (!g) return undefined;
+    let a = authenticators.get(group);
+    if (!a) {
+      a = createAuthenticator(g, { logger: log });
+      authenticators.set(group, a);
+    }
+    return a;
+  };
   const applyConfig = (next: GroupsConfig): void => {
+    const previous = config;
     config = next;
     authenticators = new Map();
     registry.setPolicies((g) => config.groups.get(g)?.loadBalancing ?? 'round-robin');
@@ -124,9 +135,12 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
         log.warn('tunnel group has no authentication: anyone can register and serve its hosts', { group: group.name });
       }
     }
-    // Tunnels of a group that is gone serve nothing: tell their clients.
     for (const tunnel of registry.all()) {
-      if (!config.groups.has(tunnel.group)) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
+      const group = config.groups.get(tunnel.group);
+      // Tunnels of a group that is gone serve nothing: tell their clients.
+      if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
+      // Changed credentials (a rotated password or token) apply to tunnels already in, too.
+      else if (!sameAuthentication(previous.groups.get(tunnel.group), group)) void reauthorize(tunnel, authenticatorFor(tunnel.group)!, log);
     }
   };
   applyConfig(config);
@@ -141,17 +155,6 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     );
   }
   registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
-
-  const authenticatorFor = (group: string): Authenticator | undefined => {
-    const g = config.groups.get(group);
-    if (!g) return undefined;
-    let a = authenticators.get(group);
-    if (!a) {
-      a = createAuthenticator(g, { logger: log });
-      authenticators.set(group, a);
-    }
-    return a;
-  };
 
   const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
   const quic = await QuicServer.listen({
@@ -386,4 +389,9 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     stop,
     closed,
   };
+}
+
+/** Whether a reload left a group's authentication as it was (tokens are compared by their hashes). */
+function sameAuthentication(before: Group | undefined, after: Group): boolean {
+  return before !== undefined && JSON.stringify(before.authentication) === JSON.stringify(after.authentication);
 }

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Authenticator } from '../shared/auth/index.js';
+import type { AuthResult, Authenticator } from '../shared/auth/index.js';
 import type { GroupsConfig } from '../shared/config/index.js';
 import { NotFoundError, ProtocolError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -52,7 +52,14 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     if (deps.isDraining()) throw new ServerError('node is draining');
 
     control.write(encodeFrame({ Version: PROTOCOL_VERSION, Code: ResponseCode.Ok, Metadata: { NodeId: deps.nodeId } }));
-    const tunnel: Tunnel = { id: `${deps.nodeId}-${++tunnelSeq}`, group, connection: conn, control, inFlight: 0 };
+    const tunnel: Tunnel = {
+      id: `${deps.nodeId}-${++tunnelSeq}`,
+      group,
+      connection: conn,
+      control,
+      authorization: request.Metadata.Authorization,
+      inFlight: 0,
+    };
     watchControlStream(tunnel, deps.registry, log);
     deps.registry.add(tunnel);
     deps.metrics.registrations.inc({ group, result: 'ok' });
@@ -65,6 +72,32 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     void conn.close(close);
     return undefined;
   }
+}
+
+/**
+ * Checks a registered tunnel's credentials against its group's current
+ * authentication (after a reload changed it) and closes the tunnel with
+ * `unauthorized` if they no longer pass, as a registration would have been.
+ * An authentication service that cannot answer keeps the tunnel: an outage
+ * should not cut tunnels that were let in.
+ */
+export async function reauthorize(tunnel: Tunnel, authenticator: Authenticator, logger: Logger): Promise<void> {
+  if (tunnel.connection.isClosing) return;
+  const log = logger.child({ group: tunnel.group, tunnel: tunnel.id });
+  let result: AuthResult;
+  try {
+    result = await authenticator.authenticate(tunnel.authorization, tunnel.group);
+  } catch (err) {
+    log.error('could not check a tunnel against the changed authentication; keeping it', { error: (err as Error).message });
+    return;
+  }
+  if (result.ok) return;
+  if (result.unavailable) {
+    log.warn('could not check a tunnel against the changed authentication; keeping it', { reason: result.reason });
+    return;
+  }
+  log.info('tunnel closed: its credentials no longer pass the group\'s authentication', { reason: result.reason });
+  await tunnel.connection.close(closeForError(new UnauthorizedError(result.reason)));
 }
 
 /** The first client-initiated bidirectional stream in QUIC (RFC 9000 §2.1). */

@@ -9,6 +9,8 @@ export interface Tunnel {
   readonly connection: QuicConnection;
   /** The registration stream, kept open for control frames (drain). */
   readonly control: QuicStream;
+  /** The credentials it registered with, checked again when its group's authentication changes. */
+  readonly authorization?: string;
   /** Requests currently being served through this tunnel. */
   inFlight: number;
 }

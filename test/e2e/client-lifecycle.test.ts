@@ -359,6 +359,25 @@ describe('staying connected', () => {
     expect(retries.every((r) => r.error instanceof NotFoundError)).toBe(true);
   });
 
+  it('is closed as unauthorized when a reload changes its group\'s password, and kept by a reload that does not', async () => {
+    const t = await startTestNode({ watchGroups: true });
+    const { tunnel, retries } = start([t.address]);
+    await tunnel.ready;
+    // A reload that adds another group leaves this one's credentials alone: the tunnel stays.
+    rewriteGroups(t.groupsPath, `${BASIC_GROUP_YAML}  "other.example":\n    hosts: ["other.example"]\n`);
+    await expect.poll(async () => (await visit(t.node.httpAddress.port, '/', { host: 'other.example' })).status).toBe(503);
+    expect((await visit(t.node.httpAddress.port, '/kept')).body.toString()).toBe('hello /kept');
+    expect(t.node.registry.all()).toHaveLength(1);
+
+    // The password is rotated: the tunnel that registered with the old one is let go, for good.
+    rewriteGroups(t.groupsPath, ROTATED_GROUP_YAML);
+    expect(await tunnel.closed).toBeInstanceOf(UnauthorizedError);
+    expect(retries).toEqual([]);
+    await expect.poll(() => t.node.registry.all()).toEqual([]);
+    await open([t.address], { auth: basic('user', 'rotated') });
+    expect((await visit(t.node.httpAddress.port, '/new')).body.toString()).toBe('hello /new');
+  });
+
   it('on drain, registers elsewhere first, lets in-flight requests finish, then lets the old connection go', async () => {
     const a = await startTestNode({ nodeId: 'a', drainDeadlineMs: 10_000, drainTimeoutMs: 10_000 });
     const b = await startTestNode({ nodeId: 'b' });
