@@ -35,6 +35,8 @@ const MAX_PACKETS_PER_TURN = 128;
 const SLAB_SIZE = 256 << 10;
 /** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
 const LATE_CHECK_MS = 250;
+/** How often streams with nothing to write ask quiche whether the peer abandoned them (see QuicStream#checkAbandoned). */
+const ABANDONED_SWEEP_MS = 1_000;
 
 interface OpenWaiter {
   resolve(stream: QuicStream): void;
@@ -80,6 +82,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #timer: NodeJS.Timeout | undefined;
   #timerDeadline = 0;
   #keepAlive: NodeJS.Timeout | undefined;
+  #abandonedSweep: NodeJS.Timeout | undefined;
   // Liveness (see #trackUnanswered): heard = a datagram arrived since the last turn.
   #heard = false;
   #unansweredSince = 0;
@@ -439,6 +442,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       }, every);
       this.#keepAlive.unref();
     }
+    this.#abandonedSweep = setInterval(() => {
+      for (const stream of this.#streams.values()) stream.checkAbandoned();
+    }, ABANDONED_SWEEP_MS);
+    this.#abandonedSweep.unref();
     this.emit('established');
   }
 
@@ -542,6 +549,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#closing = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#keepAlive) clearInterval(this.#keepAlive);
+    if (this.#abandonedSweep) clearInterval(this.#abandonedSweep);
     if (this.#liveness) clearTimeout(this.#liveness);
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);

@@ -281,10 +281,16 @@ describe('staying connected', () => {
           req.resume();
           return;
         }
+        if (req.url === '/poll') {
+          // A long poll: nothing is written until the visitor leaves.
+          res.once('close', () => {
+            if (!res.writableFinished) cut();
+          });
+          arrived();
+          return;
+        }
         if (req.url === '/download') {
-          // A download that goes on until the visitor leaves. A handler that writes nothing
-          // more is not told the visitor left until its next write: shared/quic only sees the
-          // node's STOP_SENDING when it sends.
+          // A download that goes on until the visitor leaves.
           const more = setInterval(() => res.write('more;'), 20);
           res.once('close', () => {
             clearInterval(more);
@@ -315,6 +321,25 @@ describe('staying connected', () => {
       expect(tunnel.tunnels).toHaveLength(1);
       expect(retries).toEqual([]);
       expect(await registrations(t)).toBe(1);
+    });
+
+    it('before any response (a long poll the handler has not answered)', async () => {
+      const t = await startTestNode();
+      const watched = watchedHandler();
+      const { tunnel, retries } = start([t.address], { handler: watched.handler });
+      await tunnel.ready;
+      const req = http.request({ host: '127.0.0.1', port: t.node.httpAddress.port, path: '/poll', headers: { host: GROUP } });
+      req.on('error', () => {});
+      req.end();
+      await watched.arrival;
+      const left = performance.now();
+      req.destroy();
+      // The handler learns it without writing anything, and is free to stop.
+      await watched.wasCut;
+      expect(performance.now() - left).toBeLessThan(5_000);
+      expect((await visit(t.node.httpAddress.port, '/after')).body.toString()).toBe('hello /after');
+      expect(tunnel.tunnels).toHaveLength(1);
+      expect(retries).toEqual([]);
     });
 
     it('after the response started', async () => {

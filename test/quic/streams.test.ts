@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { useCleanup } from '../harness/index.js';
+import { onCleanup, useCleanup } from '../harness/index.js';
 import { QuicServer, QuicStreamResetError, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { ALPN, dial, echoServer, pki, roundTrip } from './helpers.js';
 
@@ -127,5 +127,35 @@ describe('QUIC streams', () => {
     // The connection is unharmed.
     expect((await roundTrip(await conn.openStream(), 'still here')).toString()).toBe('still here');
     await server.close();
+  });
+
+  it('tells a stream with nothing to write that the peer gave up on it', async () => {
+    const p = await pki();
+    const server = await QuicServer.listen({ alpn: [ALPN], key: p.server.key, cert: p.server.cert });
+    onCleanup(() => server.close());
+    // The server reads the whole request and then sits on it, as a long poll does.
+    let first = true;
+    const held = new Promise<QuicStream>((resolve) =>
+      server.on('connection', (c: QuicConnection) =>
+        c.on('stream', (s: QuicStream) => {
+          s.on('error', () => {});
+          if (!first) return void s.pipe(s);
+          first = false;
+          s.on('end', () => resolve(s)).resume();
+        }),
+      ),
+    );
+    const conn = await dial(p, server.address().port);
+    const s = await conn.openStream();
+    s.on('error', () => {});
+    s.end('a request');
+    const peer = await held;
+    const peerError = new Promise<Error>((resolve) => peer.on('error', resolve));
+    s.reset(9);
+    // quiche would only say so on the server's next write; none comes.
+    const err = await peerError;
+    expect(err).toBeInstanceOf(QuicStreamResetError);
+    expect([0, 9]).toContain((err as QuicStreamResetError).resetCode);
+    expect((await roundTrip(await conn.openStream(), 'still here')).toString()).toBe('still here');
   });
 });
