@@ -6,6 +6,7 @@ import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } fro
 import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
 import { parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
+import { RetryTokens } from './retry-token.js';
 import { bindUdp } from './socket.js';
 
 /** Length of the connection ids we issue; short-header packets are routed by it. */
@@ -13,17 +14,25 @@ const CID_LEN = 20;
 /** RFC 9000 §14.1: a client's first datagram is padded to at least 1200 bytes. */
 const MIN_INITIAL_SIZE = 1200;
 /**
- * Handshakes in progress at once, and how long one may take. Every Initial
- * allocates quiche state before the peer proves anything (no stateless retry
- * yet): these bound what a flood of spoofed Initials can hold.
+ * Handshakes in progress at once, and how long one may take: an Initial that
+ * is accepted allocates quiche state before the peer has proved anything.
  */
 export const MAX_PENDING_HANDSHAKES = 1024;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Above this many handshakes in progress, a new client must first prove its
+ * address with a stateless Retry (one more round trip, no state kept). Spoofed
+ * Initials then cannot fill the handshake slots, while a burst of real clients
+ * (every tunnel of a restarted node dialling back at once) still gets in.
+ */
+export const DEFAULT_RETRY_ABOVE_PENDING = 256;
 
 export interface QuicServerOptions extends Partial<QuicTransportOptions>, TlsOptions {
   alpn: string[];
   host?: string;
   port?: number;
+  /** Handshakes in progress above which new clients get a Retry first (0: always). */
+  retryAbovePending?: number;
 }
 
 /**
@@ -38,14 +47,17 @@ export class QuicServer extends EventEmitter implements PacketSink {
   readonly #routes = new Map<string, QuicConnection>();
   readonly #routeKeys = new Map<QuicConnection, string[]>();
   readonly #connections = new Set<QuicConnection>();
+  readonly #tokens = new RetryTokens();
+  readonly #retryAbove: number;
   #closing = false;
   #pending = 0;
 
-  private constructor(socket: dgram.Socket, config: Config, options: QuicTransportOptions) {
+  private constructor(socket: dgram.Socket, config: Config, options: QuicTransportOptions, retryAbove: number) {
     super();
     this.#socket = socket;
     this.#config = config;
     this.#options = options;
+    this.#retryAbove = retryAbove;
     const a = socket.address();
     this.#local = { host: a.address, port: a.port };
     socket.on('message', this.#onMessage);
@@ -56,9 +68,11 @@ export class QuicServer extends EventEmitter implements PacketSink {
   static async listen(opts: QuicServerOptions): Promise<QuicServer> {
     if (!opts.key || !opts.cert) throw new TypeError('QUIC server: key and cert (PEM) are required');
     const options = parseQuicOptions(opts);
+    const retryAbove = opts.retryAbovePending ?? DEFAULT_RETRY_ABOVE_PENDING;
+    if (!Number.isInteger(retryAbove) || retryAbove < 0) throw new TypeError(`retryAbovePending: expected a non-negative integer, got ${String(retryAbove)}`);
     const config = buildConfig(options, opts, true);
     const socket = await bindUdp(opts.host ?? '127.0.0.1', opts.port ?? 0, options.socketBuffer);
-    return new QuicServer(socket, config, options);
+    return new QuicServer(socket, config, options, retryAbove);
   }
 
   address(): HostPort {
@@ -67,6 +81,11 @@ export class QuicServer extends EventEmitter implements PacketSink {
 
   get connections(): ReadonlySet<QuicConnection> {
     return this.#connections;
+  }
+
+  /** Handshakes started and not yet finished or given up. */
+  get pendingHandshakes(): number {
+    return this.#pending;
   }
 
   /** Stop accepting, close every connection (after `graceMs` for open streams), then the socket. */
@@ -116,13 +135,25 @@ export class QuicServer extends EventEmitter implements PacketSink {
       return undefined;
     }
     if (header.ty !== PACKET_TYPE_INITIAL || msg.length < MIN_INITIAL_SIZE) return undefined;
-    if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
-    const scid = randomBytes(CID_LEN);
     const remote = { host: rinfo.address, port: rinfo.port };
-    const native = quiche.Connection.accept(scid, null, this.#local, remote, this.#config);
+    let scid: Buffer;
+    let odcid: Buffer | null = null;
+    if (header.token && header.token.length > 0) {
+      // The answer to our Retry: it is addressed to the id the Retry gave, which stays ours.
+      odcid = this.#tokens.validate(header.token, remote) ?? null;
+      if (!odcid || header.dcid.length !== CID_LEN) return undefined; // forged, stale or from elsewhere
+      scid = Buffer.from(header.dcid);
+    } else if (this.#pending >= this.#retryAbove) {
+      this.#sendRetry(header, remote);
+      return undefined;
+    } else {
+      scid = randomBytes(CID_LEN);
+    }
+    if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
+    const native = quiche.Connection.accept(scid, odcid, this.#local, remote, this.#config);
     const conn = new QuicConnection(native, { isServer: true, options: this.#options, sink: this, remote, local: this.#local });
-    // Initials keep arriving on the client's chosen id; later packets use ours.
-    const keys = [key, scid.toString('latin1')];
+    // Initials keep arriving on the client's chosen id; later packets use ours (after a Retry, one and the same).
+    const keys = odcid ? [key] : [key, scid.toString('latin1')];
     for (const k of keys) this.#routes.set(k, conn);
     this.#routeKeys.set(conn, keys);
     this.#connections.add(conn);
@@ -141,6 +172,19 @@ export class QuicServer extends EventEmitter implements PacketSink {
       if (!conn.established) settled();
     });
     return conn;
+  }
+
+  /** Answer an Initial with a Retry: a new id to use and a token that proves the address. */
+  #sendRetry(header: { scid: Uint8Array; dcid: Uint8Array; version: number }, remote: HostPort): void {
+    if (header.dcid.length > CID_LEN) return;
+    const out = Buffer.allocUnsafe(this.#options.maxUdpPayload);
+    let len: number;
+    try {
+      len = quiche.retry(header.scid, header.dcid, randomBytes(CID_LEN), this.#tokens.issue(header.dcid, remote), header.version, out);
+    } catch {
+      return;
+    }
+    this.#socket.send(out, 0, len, remote.port, remote.host);
   }
 }
 
