@@ -83,9 +83,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #timerDeadline = 0;
   #keepAlive: NodeJS.Timeout | undefined;
   #abandonedSweep: NodeJS.Timeout | undefined;
-  // Liveness (see #trackUnanswered): heard = a datagram arrived since the last turn.
-  #heard = false;
+  // Liveness (see #trackUnanswered): when a datagram last arrived, and since when sent data has waited.
+  #lastHeard = 0;
   #unansweredSince = 0;
+  #closeSent = false;
   #liveness: NodeJS.Timeout | undefined;
   #livenessDue = 0;
   #slab = Buffer.allocUnsafe(SLAB_SIZE);
@@ -206,7 +207,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   /** A datagram for this connection arrived. */
   receive(data: Buffer, from: HostPort): void {
     if (this.#final) return;
-    this.#heard = true;
+    this.#lastHeard = performance.now();
     try {
       this.native.recv(data, { from, to: this.localAddress });
     } catch {
@@ -355,7 +356,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #armTimer(): void {
     const ms = this.native.timeout();
-    if (this.#established && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(ms);
+    if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(ms);
     if (ms === null) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -378,19 +379,32 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   /**
    * A peer that dies without a word would hold the connection until the idle
-   * timeout. While something we sent waits for an acknowledgement (quiche's loss
-   * timer is armed, see #acknowledged), a live peer answers within a round trip;
-   * nothing heard for unresponsiveTimeoutMs means it is gone. A peer with nothing
-   * to say is never suspected: it is only waited on while our data is.
+   * timeout. While something we sent waits for an acknowledgement, a live peer
+   * answers within a round trip; nothing heard for unresponsiveTimeoutMs means it
+   * is gone. A peer with nothing to say is never suspected: it is only waited on
+   * while our data is.
+   *
+   * "Data waits" is read from quiche's loss timer being armed (see #acknowledged)
+   * when a wait begins. Only hearing from the peer ends a wait: unanswered, quiche
+   * backs its probe timer off past LOSS_TIMER_CEILING_MS (28, 56, … 1792 ms on
+   * loopback), which says nothing about the peer. A path whose round trip alone
+   * exceeds about 300 ms arms that timer above the ceiling from the start, so
+   * such a peer is left to the idle timeout.
    */
   #trackUnanswered(next: number | null): void {
-    if (next === null || next >= LOSS_TIMER_CEILING_MS) {
-      this.#unansweredSince = 0;
-    } else if (this.#unansweredSince === 0 || this.#heard) {
+    const inFlight = next !== null && next < LOSS_TIMER_CEILING_MS;
+    if (this.#unansweredSince === 0) {
+      if (!inFlight) return;
       this.#unansweredSince = performance.now();
       this.#armLiveness(this.#options.unresponsiveTimeoutMs);
+    } else if (!inFlight && this.#lastHeard >= this.#unansweredSince) {
+      this.#unansweredSince = 0; // all answered
     }
-    this.#heard = false;
+  }
+
+  /** How long the peer has been silent while our data waited (0 when nothing waits). */
+  #quietFor(now: number): number {
+    return this.#unansweredSince === 0 ? 0 : now - Math.max(this.#unansweredSince, this.#lastHeard);
   }
 
   #armLiveness(ms: number): void {
@@ -402,7 +416,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   readonly #checkLiveness = (): void => {
     this.#liveness = undefined;
-    if (this.#final || this.#unansweredSince === 0) return;
+    if (this.#final || this.#closeSent || this.#unansweredSince === 0) return;
     const now = performance.now();
     const limit = this.#options.unresponsiveTimeoutMs;
     if (now - this.#livenessDue > LATE_CHECK_MS) {
@@ -410,12 +424,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       this.#unansweredSince = now;
       return this.#armLiveness(limit);
     }
-    const waited = now - this.#unansweredSince;
-    if (waited < limit) return this.#armLiveness(limit - waited);
+    const quiet = this.#quietFor(now);
+    if (quiet < limit) return this.#armLiveness(limit - quiet);
     // Timers run before pending datagrams are read: let those in first, then decide.
     setImmediate(() => {
-      if (this.#final || this.#unansweredSince === 0) return;
-      if (this.#heard) return this.#armLiveness(limit);
+      if (this.#final || this.#closeSent || this.#unansweredSince === 0) return;
+      const still = this.#quietFor(performance.now());
+      if (still < limit) return this.#armLiveness(limit - still);
       this.#dropUnresponsive(limit);
     });
   };
@@ -507,6 +522,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #closeNow(): void {
     if (this.#final) return;
+    this.#closeSent = true;
     const { code, reason } = this.#closeRequest ?? { code: 0, reason: '' };
     // Our own close ends the streams without an error, as closing a socket would.
     for (const s of [...this.#streams.values()]) s.destroy();
