@@ -13,6 +13,13 @@ export const DEFAULT_MAX_DELAY_MS = 30_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
 /** The seed client's keep-alive, at half the idle timeout so one lost ping is not fatal. */
 export const DEFAULT_KEEP_ALIVE_MS = 10_000;
+/**
+ * A node that acknowledges nothing this long while responses wait for it is
+ * gone (a machine that vanished sends no ICMP): reconnect then, not after the
+ * idle timeout. Longer than the node's own 5 s, so a node that stalls briefly
+ * does not send all its clients re-registering at once.
+ */
+export const DEFAULT_UNRESPONSIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** A node that completed the handshake but never answers the registration is as good as dead. */
 export const DEFAULT_REGISTRATION_TIMEOUT_MS = 10_000;
@@ -39,6 +46,8 @@ export interface ConnectOptions {
   maxDelayMs?: number;
   idleTimeoutMs?: number;
   keepAliveMs?: number;
+  /** Reconnect when the node acknowledges nothing this long while data waits for it; 0 leaves it to the idle timeout. */
+  unresponsiveTimeoutMs?: number;
   connectTimeoutMs?: number;
   registrationTimeoutMs?: number;
   /** Aborting stops the tunnel, like close(); a pending connect() rejects. */
@@ -67,6 +76,7 @@ export interface TunnelOptions {
   maxDelayMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
+  unresponsiveTimeoutMs: number;
   connectTimeoutMs: number;
   registrationTimeoutMs: number;
   signal?: AbortSignal;
@@ -110,6 +120,10 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
   if (keepAliveMs >= idleTimeoutMs) {
     throw invalid(`keepAliveMs (${keepAliveMs}) must be shorter than idleTimeoutMs (${idleTimeoutMs}), or the connection idles out between pings`);
   }
+  const unresponsiveTimeoutMs = options.unresponsiveTimeoutMs ?? DEFAULT_UNRESPONSIVE_TIMEOUT_MS;
+  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0) {
+    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or a positive number, got ${unresponsiveTimeoutMs}`);
+  }
 
   return {
     addresses: options.addresses.map(parseAddress),
@@ -125,6 +139,7 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     maxDelayMs,
     idleTimeoutMs,
     keepAliveMs,
+    unresponsiveTimeoutMs,
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     registrationTimeoutMs: positive('registrationTimeoutMs', options.registrationTimeoutMs, DEFAULT_REGISTRATION_TIMEOUT_MS),
     signal: options.signal,

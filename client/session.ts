@@ -32,7 +32,7 @@ const REFUSAL_SETTLE_MS = 250;
 
 export type SessionOptions = Pick<
   TunnelOptions,
-  'serverName' | 'ca' | 'insecure' | 'group' | 'authorization' | 'server' | 'idleTimeoutMs' | 'keepAliveMs' | 'connectTimeoutMs' | 'registrationTimeoutMs'
+  'serverName' | 'ca' | 'insecure' | 'group' | 'authorization' | 'server' | 'idleTimeoutMs' | 'keepAliveMs' | 'unresponsiveTimeoutMs' | 'connectTimeoutMs' | 'registrationTimeoutMs'
 > & { address: Address; logger: Logger; signal?: AbortSignal };
 
 interface SessionEvents {
@@ -135,6 +135,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     verifyPeer: !options.insecure,
     idleTimeoutMs: options.idleTimeoutMs,
     keepAliveMs: options.keepAliveMs,
+    unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
     connectTimeoutMs: options.connectTimeoutMs,
   });
   // The first requests can arrive right behind the registration answer: serve from the start.
