@@ -69,6 +69,9 @@ export interface NodeFlags {
   help: boolean;
 }
 
+/** Below this, a slow path or a busy peer would pass for a dead one. */
+const MIN_UNRESPONSIVE_TIMEOUT_MS = 1_000;
+
 export const envName = (long: string): string => `REVERST_${long.toUpperCase().replace(/-/g, '_')}`;
 
 export function usage(command = 'reverst'): string {
@@ -132,6 +135,9 @@ export function parseNodeFlags(argv: string[], env: NodeJS.ProcessEnv = process.
   }
   if (flags.clusterSecret && flags.clusterSecretFile) {
     throw new ReverstError('ERR_INVALID_OPTION', 'give --cluster-secret or --cluster-secret-file, not both');
+  }
+  if (flags.unresponsiveTimeoutMs > 0 && flags.unresponsiveTimeoutMs < MIN_UNRESPONSIVE_TIMEOUT_MS) {
+    throw new ReverstError('ERR_INVALID_OPTION', '--unresponsive-timeout below 1s would drop healthy tunnels on a slow path or a busy machine: give 0 (off) or at least 1s');
   }
   if (flags.keepAlivePeriodMs >= flags.maxIdleTimeoutMs) {
     throw new ReverstError('ERR_INVALID_OPTION', '--keep-alive-period must be shorter than --max-idle-timeout, or idle tunnels time out between pings');
