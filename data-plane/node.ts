@@ -140,7 +140,13 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
       // Tunnels of a group that is gone serve nothing: tell their clients.
       if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
       // Changed credentials (a rotated password or token) apply to tunnels already in, too.
-      else if (!sameAuthentication(previous.groups.get(tunnel.group), group)) void reauthorize(tunnel, authenticatorFor(tunnel.group)!, log);
+      else if (!sameAuthentication(previous.groups.get(tunnel.group), group)) {
+        void reauthorize(tunnel, {
+          authenticator: () => authenticatorFor(tunnel.group),
+          stillCurrent: () => sameAuthentication(group, config.groups.get(tunnel.group)),
+          logger: log,
+        });
+      }
     }
   };
   applyConfig(config);
@@ -392,6 +398,6 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
 }
 
 /** Whether a reload left a group's authentication as it was (tokens are compared by their hashes). */
-function sameAuthentication(before: Group | undefined, after: Group): boolean {
-  return before !== undefined && JSON.stringify(before.authentication) === JSON.stringify(after.authentication);
+function sameAuthentication(before: Group | undefined, after: Group | undefined): boolean {
+  return before !== undefined && after !== undefined && JSON.stringify(before.authentication) === JSON.stringify(after.authentication);
 }

@@ -39,9 +39,19 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     const control = await firstStream(conn, deps.timeoutMs);
     const request = validateRegisterRequest(await readFrame(control, { timeoutMs: Math.max(1, deadline - Date.now()) }));
     group = request.TunnelGroup;
-    const authenticator = deps.config().groups.has(group) ? deps.authenticator(group) : undefined;
-    if (!authenticator) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
-    const result = await withDeadline(authenticator.authenticate(request.Metadata.Authorization, group), deadline);
+    const authenticatorNow = (): Authenticator => {
+      const a = deps.config().groups.has(group) ? deps.authenticator(group) : undefined;
+      if (!a) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
+      return a;
+    };
+    let authenticator = authenticatorNow();
+    let result = await withDeadline(authenticator.authenticate(request.Metadata.Authorization, group), deadline);
+    // A reload while this client authenticated: its re-check of registered tunnels missed this
+    // one, so check again against what is in force now (each reload brings new authenticators).
+    for (let current = authenticatorNow(); result.ok && current !== authenticator; current = authenticatorNow()) {
+      authenticator = current;
+      result = await withDeadline(authenticator.authenticate(request.Metadata.Authorization, group), deadline);
+    }
     if (!result.ok) {
       // An auth service that is down is the operator's problem: the client retries (0x1) instead of giving up.
       if (result.unavailable) throw new ServerError(`authentication unavailable: ${result.reason}`);
@@ -74,24 +84,34 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
   }
 }
 
+/** What a re-check needs: the group's authenticator now, and whether its verdict still applies once it arrives. */
+export interface ReauthorizeDeps {
+  authenticator(): Authenticator | undefined;
+  /** False once a later reload changed the group's authentication again (a newer check decides). */
+  stillCurrent(): boolean;
+  logger: Logger;
+}
+
 /**
  * Checks a registered tunnel's credentials against its group's current
  * authentication (after a reload changed it) and closes the tunnel with
  * `unauthorized` if they no longer pass, as a registration would have been.
  * An authentication service that cannot answer keeps the tunnel: an outage
- * should not cut tunnels that were let in.
+ * should not cut tunnels that were let in. Never rejects.
  */
-export async function reauthorize(tunnel: Tunnel, authenticator: Authenticator, logger: Logger): Promise<void> {
+export async function reauthorize(tunnel: Tunnel, deps: ReauthorizeDeps): Promise<void> {
   if (tunnel.connection.isClosing) return;
-  const log = logger.child({ group: tunnel.group, tunnel: tunnel.id });
+  const log = deps.logger.child({ group: tunnel.group, tunnel: tunnel.id });
   let result: AuthResult;
   try {
+    const authenticator = deps.authenticator();
+    if (!authenticator) return; // the group is gone: its tunnels are closed as not found
     result = await authenticator.authenticate(tunnel.authorization, tunnel.group);
   } catch (err) {
     log.error('could not check a tunnel against the changed authentication; keeping it', { error: (err as Error).message });
     return;
   }
-  if (result.ok) return;
+  if (result.ok || !deps.stillCurrent()) return;
   if (result.unavailable) {
     log.warn('could not check a tunnel against the changed authentication; keeping it', { reason: result.reason });
     return;

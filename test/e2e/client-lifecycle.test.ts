@@ -6,13 +6,14 @@ import { once } from 'node:events';
 import { renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freePort, makeCa, onCleanup, spawnNode, useCleanup, type KeyPair } from '../harness/index.js';
+import { freePort, makeCa, onCleanup, spawnNode, startHttpServer, useCleanup, type KeyPair } from '../harness/index.js';
 import { QuicTlsError } from '../../shared/quic/index.js';
 import {
   NotFoundError,
   ServerError,
   UnauthorizedError,
   basic,
+  bearer,
   connect,
   Tunnel,
   type ConnectOptions,
@@ -401,6 +402,29 @@ describe('staying connected', () => {
     await expect.poll(() => t.node.registry.all()).toEqual([]);
     await open([t.address], { auth: basic('user', 'rotated') });
     expect((await visit(t.node.httpAddress.port, '/new')).body.toString()).toBe('hello /new');
+  });
+
+  it('checks a registration that was still authenticating during a reload against the new credentials', async () => {
+    // An external endpoint that allows everyone, but only when the test says so.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const arrived = new Promise<void>((resolve) => (asked = resolve));
+    const endpoint = await startHttpServer((_req, res) => {
+      asked();
+      void held.then(() => res.writeHead(200).end());
+    });
+    const externalYaml = `groups:\n  "${GROUP}":\n    hosts: ["${GROUP}"]\n    authentication:\n      external: { endpoint: "${endpoint.url}/auth", timeout: 20s }\n`;
+    const t = await startTestNode({ watchGroups: true, groupsYaml: externalYaml });
+    const { tunnel, retries } = start([t.address], { auth: bearer('anything'), registrationTimeoutMs: 20_000 });
+    await arrived;
+    // Now the group takes only basic user/pass; a second group shows when the reload is in force.
+    rewriteGroups(t.groupsPath, `${BASIC_GROUP_YAML}  "other.example":\n    hosts: ["other.example"]\n`);
+    await expect.poll(async () => (await visit(t.node.httpAddress.port, '/', { host: 'other.example' })).status).toBe(503);
+    release();
+    expect(await tunnel.closed).toBeInstanceOf(UnauthorizedError);
+    expect(retries).toEqual([]);
+    expect(t.node.registry.all()).toEqual([]);
   });
 
   it('on drain, registers elsewhere first, lets in-flight requests finish, then lets the old connection go', async () => {
