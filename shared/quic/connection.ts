@@ -85,6 +85,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #abandonedSweep: NodeJS.Timeout | undefined;
   // Liveness (see #trackUnanswered): when a datagram last arrived, and since when sent data has waited.
   #lastHeard = 0;
+  #lastInFlight = 0;
   #unansweredSince = 0;
   #closeSent = false;
   #liveness: NodeJS.Timeout | undefined;
@@ -207,9 +208,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   /** A datagram for this connection arrived. */
   receive(data: Buffer, from: HostPort): void {
     if (this.#final) return;
-    this.#lastHeard = performance.now();
     try {
       this.native.recv(data, { from, to: this.localAddress });
+      // Only a packet quiche took counts as hearing from the peer: not garbage or spoofs.
+      this.#lastHeard = performance.now();
     } catch {
       // A packet quiche rejects (undecryptable, stale) is dropped; fatal errors surface as isClosed().
     }
@@ -392,13 +394,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
    * such a peer is left to the idle timeout.
    */
   #trackUnanswered(next: number | null): void {
-    const inFlight = next !== null && next < LOSS_TIMER_CEILING_MS;
-    if (this.#unansweredSince === 0) {
-      if (!inFlight) return;
-      this.#unansweredSince = performance.now();
+    if (next !== null && next < LOSS_TIMER_CEILING_MS) {
+      this.#lastInFlight = performance.now();
+      if (this.#unansweredSince !== 0) return;
+      this.#unansweredSince = this.#lastInFlight;
       this.#armLiveness(this.#options.unresponsiveTimeoutMs);
-    } else if (!inFlight && this.#lastHeard >= this.#unansweredSince) {
-      this.#unansweredSince = 0; // all answered
+    } else if (this.#unansweredSince !== 0 && this.#lastHeard > this.#lastInFlight) {
+      this.#unansweredSince = 0; // answered since data last waited
     }
   }
 

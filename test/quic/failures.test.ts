@@ -72,6 +72,30 @@ describe('QUIC failures end, never hang', () => {
     await peer.kill('SIGKILL');
   });
 
+  it('drops a peer that freezes in the middle of a transfer it was acknowledging', async () => {
+    const p = await pki();
+    const peer = spawnNode('test/fixtures/quic-echo-server.ts', [p.server.keyPath, p.server.certPath, ALPN]);
+    const [, port] = await peer.waitForLine(/listening (\d+)/);
+    const conn = await dial(p, Number(port), { idleTimeoutMs: 30_000, keepAliveMs: 10_000, unresponsiveTimeoutMs: 3_000 });
+    const s = await conn.openStream();
+    s.on('error', () => {});
+    let echoed = 0;
+    s.on('data', (d: Buffer) => (echoed += d.length));
+    const chunk = Buffer.alloc(64 << 10);
+    const writeOn = (): void => {
+      while (!s.destroyed && s.write(chunk));
+    };
+    s.on('drain', writeOn);
+    writeOn();
+    await expect.poll(() => echoed, { timeout: 10_000 }).toBeGreaterThan(1 << 20);
+    peer.child.kill('SIGSTOP');
+    const stoppedAt = performance.now();
+    const info = await conn.closed;
+    expect(info.error).toBeInstanceOf(QuicPeerUnresponsiveError);
+    expect(performance.now() - stoppedAt).toBeLessThan(3_000 + 2_000);
+    await peer.kill('SIGKILL');
+  });
+
   it('never suspects a live peer that is idle or whose reader stalls', async () => {
     const p = await pki();
     const server = await QuicServer.listen({ alpn: [ALPN], key: p.server.key, cert: p.server.cert });
