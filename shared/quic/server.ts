@@ -31,7 +31,7 @@ export interface QuicServerOptions extends Partial<QuicTransportOptions>, TlsOpt
   alpn: string[];
   host?: string;
   port?: number;
-  /** Handshakes in progress above which new clients get a Retry first (0: always). */
+  /** Handshakes in progress above which new clients get a Retry first (0: always; MAX_PENDING_HANDSHAKES or more: never). */
   retryAbovePending?: number;
 }
 
@@ -136,21 +136,22 @@ export class QuicServer extends EventEmitter implements PacketSink {
     }
     if (header.ty !== PACKET_TYPE_INITIAL || msg.length < MIN_INITIAL_SIZE) return undefined;
     const remote = { host: rinfo.address, port: rinfo.port };
-    let scid: Buffer;
-    let odcid: Buffer | null = null;
-    if (header.token && header.token.length > 0) {
-      // The answer to our Retry: it is addressed to the id the Retry gave, which stays ours.
-      odcid = this.#tokens.validate(header.token, remote) ?? null;
-      if (!odcid || header.dcid.length !== CID_LEN) return undefined; // forged, stale or from elsewhere
-      scid = Buffer.from(header.dcid);
-    } else if (this.#pending >= this.#retryAbove) {
+    // The answer to our Retry carries its token and is addressed to the id the Retry gave,
+    // which stays ours. A token we cannot vouch for (forged, stale, from before a restart)
+    // counts as none: such a client gets what any other would.
+    const odcid = header.token && header.token.length > 0 ? (this.#tokens.validate(header.token, header.dcid, remote) ?? null) : null;
+    if (!odcid && this.#pending >= this.#retryAbove) {
       this.#sendRetry(header, remote);
       return undefined;
-    } else {
-      scid = randomBytes(CID_LEN);
     }
     if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
-    const native = quiche.Connection.accept(scid, odcid, this.#local, remote, this.#config);
+    const scid = odcid ? Buffer.from(header.dcid) : randomBytes(CID_LEN);
+    let native;
+    try {
+      native = quiche.Connection.accept(scid, odcid, this.#local, remote, this.#config);
+    } catch {
+      return undefined; // quiche refused the Initial: nothing to keep
+    }
     const conn = new QuicConnection(native, { isServer: true, options: this.#options, sink: this, remote, local: this.#local });
     // Initials keep arriving on the client's chosen id; later packets use ours (after a Retry, one and the same).
     const keys = odcid ? [key] : [key, scid.toString('latin1')];
@@ -178,9 +179,10 @@ export class QuicServer extends EventEmitter implements PacketSink {
   #sendRetry(header: { scid: Uint8Array; dcid: Uint8Array; version: number }, remote: HostPort): void {
     if (header.dcid.length > CID_LEN) return;
     const out = Buffer.allocUnsafe(this.#options.maxUdpPayload);
+    const retryScid = randomBytes(CID_LEN);
     let len: number;
     try {
-      len = quiche.retry(header.scid, header.dcid, randomBytes(CID_LEN), this.#tokens.issue(header.dcid, remote), header.version, out);
+      len = quiche.retry(header.scid, header.dcid, retryScid, this.#tokens.issue(header.dcid, retryScid, remote), header.version, out);
     } catch {
       return;
     }
