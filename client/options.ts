@@ -121,8 +121,8 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     throw invalid(`keepAliveMs (${keepAliveMs}) must be shorter than idleTimeoutMs (${idleTimeoutMs}), or the connection idles out between pings`);
   }
   const unresponsiveTimeoutMs = options.unresponsiveTimeoutMs ?? DEFAULT_UNRESPONSIVE_TIMEOUT_MS;
-  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0) {
-    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or a positive number, got ${unresponsiveTimeoutMs}`);
+  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0 || (unresponsiveTimeoutMs > 0 && unresponsiveTimeoutMs < 1_000)) {
+    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or at least 1000 (shorter would drop a healthy node on a slow path), got ${unresponsiveTimeoutMs}`);
   }
 
   return {

@@ -263,8 +263,9 @@ export class QuicStream extends Duplex {
   /**
    * quiche tells of the peer's STOP_SENDING only through our next write, and
    * forgets a reset that arrives after our reading finished. A stream with
-   * nothing to write (a long poll, a slow handler, a paused reader) would never
-   * learn that the peer gave up on it; the connection calls this now and then.
+   * nothing to write (a long poll, a slow handler) would never learn that the
+   * peer gave up on it; the connection calls this now and then. (A RESET_STREAM
+   * on a direction still being read is seen by the reader, once it reads.)
    */
   checkAbandoned(): void {
     if (this.destroyed || this.#finRequested || this.#queue.length > 0) return;
