@@ -8,7 +8,7 @@ import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelRegistry } from './tunnels.js';
 
-/** A client must finish registering within this long, or it is closed with "bad request". */
+/** A client must finish registering within this long, or it is closed with 0x1 "registration timed out" (it may retry). */
 export const DEFAULT_REGISTRATION_TIMEOUT_MS = 10_000;
 
 export interface RegistrationDeps {
@@ -186,6 +186,7 @@ function watchControlStream(tunnel: Tunnel, registry: TunnelRegistry, log: Logge
 function resultLabel(err: unknown): string {
   if (err instanceof UnauthorizedError) return 'unauthorized';
   if (err instanceof NotFoundError) return 'not_found';
+  if (err instanceof ProtocolError && err.code === 'ERR_PROTOCOL_TIMEOUT') return 'timeout';
   if (err instanceof ProtocolError) return 'bad_request';
   return 'error';
 }

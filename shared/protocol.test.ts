@@ -255,7 +255,9 @@ describe('close codes', () => {
       const { code, reason } = closeForError(error);
       expect(errorForClose(code, reason)).toBeInstanceOf(error.constructor);
     }
-    expect(closeForError(new ProtocolError('ERR_PROTOCOL_TIMEOUT', 'slow'))).toEqual({ code: CloseCode.ClientError, reason: 'bad request' });
+    expect(closeForError(new ProtocolError('ERR_PROTOCOL_TIMEOUT', 'slow'))).toEqual({ code: CloseCode.ServerError, reason: 'registration timed out' });
+    expect(errorForClose(CloseCode.ServerError, 'registration timed out').retryable).toBe(true);
+    expect(closeForError(new ProtocolError('ERR_PROTOCOL_UNEXPECTED_EOF', 'ended'))).toEqual({ code: CloseCode.ClientError, reason: 'bad request' });
     const server = closeForError(new Error('x'.repeat(500)));
     expect(server.code).toBe(CloseCode.ServerError);
     expect(server.reason).toHaveLength(200);

@@ -47,6 +47,8 @@ export const CloseReason = {
   BadRequest: 'bad request',
 } as const;
 export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];
+/** The 0x1 reason for a registration the node gave up waiting for. */
+export const REGISTRATION_TIMED_OUT = 'registration timed out';
 
 export const ResponseCode = { Ok: 0 } as const;
 
@@ -302,6 +304,9 @@ export function errorForClose(code: number, reason: string): RegistrationError {
 /** The server-side close for a failed registration: the inverse of `errorForClose`. */
 export function closeForError(error: unknown): { code: CloseCode; reason: string } {
   if (error instanceof UnauthorizedError) return { code: CloseCode.ClientError, reason: CloseReason.Unauthorized };
+  // A registration that did not finish in time may be the network's or this node's doing
+  // (a real client always sends its frame at once): the client should try again, not give up.
+  if (error instanceof ProtocolError && error.code === 'ERR_PROTOCOL_TIMEOUT') return { code: CloseCode.ServerError, reason: REGISTRATION_TIMED_OUT };
   if (error instanceof NotFoundError) return { code: CloseCode.ClientError, reason: CloseReason.NotFound };
   if (error instanceof BadRequestError || error instanceof ProtocolError) {
     return { code: CloseCode.ClientError, reason: CloseReason.BadRequest };

@@ -127,7 +127,7 @@ describe('registration', () => {
     expect(retries).toEqual([]);
   });
 
-  it.todo("rejects with BadRequestError on 'bad request', without retrying: the real node only sends it for malformed or late registrations, which the real client never sends (mapping covered in shared/protocol.test.ts)");
+  it.todo("rejects with BadRequestError on 'bad request', without retrying: the real node only sends it for malformed registrations, which the real client never sends (mapping covered in shared/protocol.test.ts)");
 
   it('connect() rejects with the typed error', async () => {
     const t = await startTestNode();
