@@ -1,19 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
-import { groupsSourceFromUrl, matchHost, type Group, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
+import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
-import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, HopClient, secretMatches, type HopTarget } from './hop.js';
+import { GroupsState } from './groups-state.js';
+import { HopClient, type HopTarget } from './hop.js';
+import { createHopListener } from './hop-listener.js';
 import { createManagementServer } from './management.js';
 import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
-import { DEFAULT_REGISTRATION_TIMEOUT_MS, reauthorize, register } from './registration.js';
+import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
 import { TunnelRegistry } from './tunnels.js';
 
 export interface NodeOptions {
@@ -90,10 +90,6 @@ export function parseHostPort(value: string, flag: string): HostPort {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-function reply401(res: http.ServerResponse): void {
-  res.writeHead(401, { 'content-type': 'text/plain' }).end('401 Unauthorized: missing or wrong cluster secret\n');
-}
-
 function listen(server: http.Server, at: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -112,54 +108,8 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   const metrics = new Metrics();
   const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
 
-  let config: GroupsConfig = await source.load();
-  let authenticators = new Map<string, Authenticator>();
   const registry = new TunnelRegistry();
-  const authenticatorFor = (group: string): Authenticator | undefined => {
-    const g = config.groups.get(group);
-    if (!g) return undefined;
-    let a = authenticators.get(group);
-    if (!a) {
-      a = createAuthenticator(g, { logger: log });
-      authenticators.set(group, a);
-    }
-    return a;
-  };
-  const applyConfig = (next: GroupsConfig): void => {
-    const previous = config;
-    config = next;
-    authenticators = new Map();
-    registry.setPolicies((g) => config.groups.get(g)?.loadBalancing ?? 'round-robin');
-    for (const group of config.groups.values()) {
-      if (!group.authentication.basic && !group.authentication.bearer && !group.authentication.external) {
-        log.warn('tunnel group has no authentication: anyone can register and serve its hosts', { group: group.name });
-      }
-    }
-    for (const tunnel of registry.all()) {
-      const group = config.groups.get(tunnel.group);
-      // Tunnels of a group that is gone serve nothing: tell their clients.
-      if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
-      // Changed credentials (a rotated password or token) apply to tunnels already in, too.
-      else if (!sameAuthentication(previous.groups.get(tunnel.group), group)) {
-        void reauthorize(tunnel, {
-          authenticator: () => authenticatorFor(tunnel.group),
-          stillCurrent: () => sameAuthentication(group, config.groups.get(tunnel.group)),
-          logger: log,
-        });
-      }
-    }
-  };
-  applyConfig(config);
-  log.info('tunnel groups loaded', { source: source.name, groups: [...config.groups.keys()] });
-  if (options.watchGroups) {
-    source.watch(
-      (next) => {
-        applyConfig(next);
-        log.info('tunnel groups reloaded', { source: source.name, groups: [...next.groups.keys()] });
-      },
-      (err) => log.error('tunnel groups reload failed; keeping the last good config', { source: source.name, error: err.message }),
-    );
-  }
+  const groups = await GroupsState.load(source, registry, log, options.watchGroups);
   registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
 
   const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
@@ -181,8 +131,8 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     }
     void register(conn, {
       nodeId,
-      config: () => config,
-      authenticator: authenticatorFor,
+      config: () => groups.config,
+      authenticator: (group) => groups.authenticatorFor(group),
       registry,
       metrics,
       logger: log.child({ component: 'registration' }),
@@ -231,7 +181,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   });
 
   const proxy = createProxy({
-    route: (host) => matchHost(config, host),
+    route: (host) => matchHost(groups.config, host),
     picker: registry,
     metrics,
     logger: log,
@@ -267,33 +217,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   let internal: http.Server | undefined;
   let internalAddress: HostPort | undefined;
   if (clustered) {
-    const secret = options.clusterSecret!;
-    internal = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
-      if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret)) {
-        metrics.hopReceived.inc({ result: 'unauthorized' });
-        reply401(res);
-        return;
-      }
-      const group = req.headers[HOP_GROUP_HEADER];
-      if (typeof group !== 'string' || typeof req.headers[HOP_FROM_HEADER] !== 'string') {
-        metrics.hopReceived.inc({ result: 'bad_request' });
-        res.writeHead(400, { 'content-type': 'text/plain' }).end(`400 Bad Request: hop requests carry ${HOP_GROUP_HEADER} and ${HOP_FROM_HEADER}\n`);
-        return;
-      }
-      metrics.hopReceived.inc({ result: 'served' });
-      track(res);
-      proxy.onHopRequest(req, res, group);
-    });
-    internal.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      const group = req.headers[HOP_GROUP_HEADER];
-      if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret) || typeof group !== 'string') {
-        metrics.hopReceived.inc({ result: 'unauthorized' });
-        socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n401 Unauthorized: missing or wrong cluster secret\n');
-        return;
-      }
-      metrics.hopReceived.inc({ result: 'served' });
-      proxy.onUpgrade(req, socket, head, group);
-    });
+    internal = createHopListener({ secret: options.clusterSecret!, maxHeaderSize: options.maxHeaderSize, metrics, proxy, track });
     internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
   }
   // A node alone has no hop listener: nobody forwards to it.
@@ -326,7 +250,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
           status: draining ? 'draining' : 'serving',
           membership: store.ok ? 'ok' : `degraded: ${store.detail}`,
           nodes: membership.nodes().map((n) => n.id),
-          groups: Object.fromEntries([...config.groups.keys()].map((g) => [g, membership.nodesFor(g).map((n) => n.id)])),
+          groups: Object.fromEntries([...groups.config.groups.keys()].map((g) => [g, membership.nodesFor(g).map((n) => n.id)])),
         },
       };
     });
@@ -340,7 +264,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       draining = true;
-      source.close();
+      groups.close();
       httpServer.closeAllConnections();
       // Leave first, so other nodes stop sending requests here.
       await membership.stop({ leave: true });
@@ -395,9 +319,4 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     stop,
     closed,
   };
-}
-
-/** Whether a reload left a group's authentication as it was (tokens are compared by their hashes). */
-function sameAuthentication(before: Group | undefined, after: Group | undefined): boolean {
-  return before !== undefined && after !== undefined && JSON.stringify(before.authentication) === JSON.stringify(after.authentication);
 }
