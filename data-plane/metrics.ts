@@ -6,7 +6,7 @@ export class Metrics {
 
   readonly registrations = new Counter({
     name: 'reverst_tunnel_group_registrations_total',
-    help: 'Tunnel registrations by group and result (ok, unauthorized, not_found, bad_request, error)',
+    help: 'Tunnel registrations by group and result (ok, unauthorized, not_found, bad_request, timeout, error)',
     labelNames: ['group', 'result'] as const,
     registers: [this.registry],
   });

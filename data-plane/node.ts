@@ -103,6 +103,26 @@ function listen(server: http.Server, at: HostPort): Promise<HostPort> {
 
 /** Start one data-plane node: QUIC tunnels in, public HTTP in, requests out through tunnels. */
 export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
+  const membershipUrl = options.membership ?? 'memory';
+  const clustered = !/^memory(:|$)/.test(membershipUrl);
+  if (clustered && (!options.internalAddress || !options.clusterSecret)) {
+    throw new ReverstError('ERR_INVALID_OPTION', '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file');
+  }
+  // What is open so far, closed again (last first) if a later step fails (a port in use, a bad store URL).
+  const opened: Array<() => unknown> = [];
+  try {
+    return await openNode(options, { membershipUrl, clustered }, opened);
+  } catch (err) {
+    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => {});
+    throw err;
+  }
+}
+
+async function openNode(
+  options: NodeOptions,
+  { membershipUrl, clustered }: { membershipUrl: string; clustered: boolean },
+  opened: Array<() => unknown>,
+): Promise<DataPlaneNode> {
   const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
   const log = options.logger.child({ node: nodeId });
   const metrics = new Metrics();
@@ -110,6 +130,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
 
   const registry = new TunnelRegistry();
   const groups = await GroupsState.load(source, registry, log, options.watchGroups);
+  opened.push(() => groups.close());
   registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
 
   const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
@@ -123,6 +144,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     keepAliveMs: options.keepAlivePeriodMs,
     unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
   });
+  opened.push(() => quic.close());
   let draining = false;
   quic.on('connection', (conn: QuicConnection) => {
     if (draining) {
@@ -149,12 +171,6 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   };
 
   // Cluster: which node holds which group, and the hop between nodes.
-  const membershipUrl = options.membership ?? 'memory';
-  const clustered = !/^memory(:|$)/.test(membershipUrl);
-  if (clustered && (!options.internalAddress || !options.clusterSecret)) {
-    await quic.close();
-    throw new ReverstError('ERR_INVALID_OPTION', '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file');
-  }
   const ttlMs = options.membershipTtlMs ?? DEFAULT_TTL_MS;
   const membership = createMembership(membershipUrl, {
     ttlMs,
@@ -162,7 +178,9 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     resyncMs: Math.min(DEFAULT_RESYNC_MS, ttlMs),
     logger: log.child({ component: 'membership' }),
   });
+  opened.push(() => membership.stop({ leave: false }));
   const hopClient = clustered ? new HopClient(nodeId, options.clusterSecret!, log.child({ component: 'hop' })) : undefined;
+  if (hopClient) opened.push(() => hopClient.close());
   const turns = new Map<string, number>();
   /** Other nodes holding the group, rotated per request so load spreads over them. */
   const hopTargets = (group: string): HopTarget[] => {
@@ -219,6 +237,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   if (clustered) {
     internal = createHopListener({ secret: options.clusterSecret!, maxHeaderSize: options.maxHeaderSize, metrics, proxy, track });
     internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
+    opened.push(() => internal!.close());
   }
   // A node alone has no hop listener: nobody forwards to it.
   await membership.start({ id: nodeId, address: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : 'standalone' });
@@ -237,6 +256,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     }
   });
   const httpAddress = await listen(httpServer, parseHostPort(options.httpAddress, '--http-address'));
+  opened.push(() => httpServer.close());
 
   let management: http.Server | undefined;
   let managementAddress: HostPort | undefined;
@@ -255,6 +275,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
       };
     });
     managementAddress = await listen(management, parseHostPort(options.managementAddress, '--management-address'));
+    opened.push(() => management!.close());
   }
 
   let resolveClosed!: () => void;

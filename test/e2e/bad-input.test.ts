@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { spawnNode, useCleanup } from '../harness/index.js';
+import { freePort, spawnNode, useCleanup } from '../harness/index.js';
 import { ALPN, CloseCode, MAX_FRAME_SIZE, encodeFrame, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
@@ -154,6 +155,19 @@ describe('bad input gets a clear error and harms nothing else', () => {
     await conn.close();
     await rawTunnel(t, 'fine');
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
+  });
+
+  it('refuses to start when its HTTP port is taken, and leaves nothing open behind', async () => {
+    const taken = http.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const httpPort = (taken.address() as AddressInfo).port;
+    const tunnelPort = await freePort('udp');
+    await expect(startTestNode({ tunnelAddress: `127.0.0.1:${tunnelPort}`, httpAddress: `127.0.0.1:${httpPort}` })).rejects.toThrow(/EADDRINUSE/);
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+    // The QUIC socket it had bound is free again: a node can take the same ports now.
+    const t = await startTestNode({ tunnelAddress: `127.0.0.1:${tunnelPort}`, httpAddress: `127.0.0.1:${httpPort}` });
+    expect(t.node.tunnelAddress.port).toBe(tunnelPort);
+    expect((await visit(httpPort, '/')).status).toBe(503);
   });
 
   it('refuses to start on a bad groups.yml, naming file, line and field', async () => {
