@@ -9,12 +9,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Logger } from '../shared/log.js';
-import { HOP_BY_HOP_HEADERS, declaresBody, replyText } from './http-messages.js';
+import { HOP_BY_HOP, declaresBody, replyText } from './http-messages.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
-
-/** A handler that forwards the Request with fetch() would have these rejected by undici. */
-const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 
 /** Statuses whose responses never carry a body (RFC 9110 §6.4.1). */
 const NO_BODY_STATUSES = new Set([204, 205, 304]);
@@ -29,6 +26,7 @@ function toWebRequest(req: IncomingMessage, signal?: AbortSignal): Request {
   // Concatenated, not resolved: a path such as "//other.host/x" must stay a path.
   const url = target.startsWith('/') ? `${proto}://${req.headers.host ?? 'localhost'}${target}` : target;
 
+  // Hop-by-hop headers stop here: a handler forwarding the Request with fetch() would have them rejected by undici.
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i];

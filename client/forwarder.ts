@@ -10,7 +10,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttp
 import https from 'node:https';
 import { pipeline, type Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../shared/log.js';
-import { HOP_BY_HOP_HEADERS, declaresBody, replyText } from './http-messages.js';
+import { HOP_BY_HOP, connectionListed, declaresBody, replyText } from './http-messages.js';
 
 /** An origin silent this long (no bytes either way) is given up on: 504 before the response, a cut after. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 60_000;
@@ -147,15 +147,14 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   return { server, close: () => agent.destroy() };
 }
 
-function withoutHopByHop(headers: IncomingHttpHeaders, keep: string[] = []): OutgoingHttpHeaders {
-  const drop = new Set(HOP_BY_HOP_HEADERS.filter((name) => !keep.includes(name)));
+function withoutHopByHop(headers: IncomingHttpHeaders, keep: readonly string[] = []): OutgoingHttpHeaders {
   // Headers named in Connection are hop-by-hop too.
-  const connection = headers.connection;
-  if (connection && !keep.includes('connection')) {
-    for (const name of connection.split(',')) drop.add(name.trim().toLowerCase());
-  }
+  const listed = keep.includes('connection') ? undefined : connectionListed(headers.connection || undefined);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) if (!drop.has(name) && value !== undefined) out[name] = value;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || (HOP_BY_HOP.has(name) && !keep.includes(name)) || listed?.has(name)) continue;
+    out[name] = value;
+  }
   return out;
 }
 

@@ -1,7 +1,7 @@
 // HTTP/1.1 message helpers shared by the fetch adapter and the origin forwarder.
 import type { ServerResponse } from 'node:http';
 
-export { HOP_BY_HOP_HEADERS, declaresBody } from '../shared/http.js';
+export { HOP_BY_HOP, connectionListed, declaresBody } from '../shared/http.js';
 
 /** A short plain-text answer if one can still be given; a response already under way is cut instead. */
 export function replyText(res: ServerResponse, status: number, text: string): void {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
-import { HOP_BY_HOP_HEADERS, declaresBody } from '../shared/http.js';
+import { HOP_BY_HOP, connectionListed, declaresBody } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
 import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
 import { StreamCode } from '../shared/protocol.js';
@@ -11,7 +11,6 @@ import type { Tunnel, TunnelPicker } from './tunnels.js';
 
 const STREAM_CANCELLED = StreamCode.Cancelled;
 
-const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 // Set by this node, never taken from a visitor: the node is the edge.
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']);
 
@@ -65,19 +64,15 @@ function filterHeaders(raw: string[], drop: (name: string) => boolean): string[]
  * Hop-by-hop headers stop here, but for Upgrade on a real upgrade and
  * Transfer-Encoding, which node:http's client then re-frames the same way.
  */
-const connectionScoped = (upgrade: boolean) => (name: string): boolean =>
-  HOP_BY_HOP.has(name) && name !== 'transfer-encoding' && !(upgrade && name === 'upgrade');
+const SCOPED = new Set([...HOP_BY_HOP].filter((name) => name !== 'transfer-encoding'));
+const SCOPED_UPGRADE = new Set([...SCOPED].filter((name) => name !== 'upgrade'));
 
 /** Request headers as sent down the tunnel: hop-by-hop removed, forwarding headers added. */
 function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: boolean): string[] {
-  const listed = new Set(
-    String(req.headers.connection ?? '')
-      .split(',')
-      .map((h) => h.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  const scoped = connectionScoped(upgrade);
-  const out = filterHeaders(req.rawHeaders, (name) => scoped(name) || (listed.has(name) && !(upgrade && name === 'upgrade')) || FORWARDING.has(name) || HOP_HEADERS.has(name));
+  const listed = connectionListed(req.headers.connection);
+  if (upgrade) listed?.delete('upgrade');
+  const scoped = upgrade ? SCOPED_UPGRADE : SCOPED;
+  const out = filterHeaders(req.rawHeaders, (name) => scoped.has(name) || listed?.has(name) === true || FORWARDING.has(name) || HOP_HEADERS.has(name));
   const visitor = req.socket.remoteAddress ?? '';
   const prior = req.headers['x-forwarded-for'];
   out.push('X-Forwarded-For', prior ? `${String(prior)}, ${visitor}` : visitor);
@@ -91,8 +86,8 @@ function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: b
 
 /** A forwarded request's headers as the first node set them, less the hop's own. */
 function hopHeaders(req: http.IncomingMessage, upgrade = false): string[] {
-  const scoped = connectionScoped(upgrade);
-  const out = filterHeaders(req.rawHeaders, (name) => scoped(name) || HOP_HEADERS.has(name));
+  const scoped = upgrade ? SCOPED_UPGRADE : SCOPED;
+  const out = filterHeaders(req.rawHeaders, (name) => scoped.has(name) || HOP_HEADERS.has(name));
   out.push('Connection', upgrade ? 'Upgrade' : 'close');
   return out;
 }

@@ -14,6 +14,19 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
   'upgrade',
 ];
 
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+
+/** The header names a Connection header lists (they are hop-by-hop too), lower case; undefined without one. */
+export function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined;
+  const names = new Set<string>();
+  for (const name of String(connection).split(',')) {
+    const n = name.trim().toLowerCase();
+    if (n) names.add(n);
+  }
+  return names;
+}
+
 /** HTTP/1.1 framing: a request has a body only if its headers say so (RFC 9112 §6.3). */
 export function declaresBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
