@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, secretMatches } from './hop.js';
+import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, secretChecker } from './hop.js';
 import type { Metrics } from './metrics.js';
 import type { Proxy } from './proxy.js';
 
@@ -21,9 +21,10 @@ const UNAUTHORIZED = '401 Unauthorized: missing or wrong cluster secret\n';
  * group whose tunnel this node holds. They are served from local tunnels only.
  */
 export function createHopListener(deps: HopListenerDeps): http.Server {
-  const { secret, metrics, proxy } = deps;
+  const { metrics, proxy } = deps;
+  const secretMatches = secretChecker(deps.secret);
   const server = http.createServer({ maxHeaderSize: deps.maxHeaderSize }, (req, res) => {
-    if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret)) {
+    if (!secretMatches(req.headers[HOP_SECRET_HEADER])) {
       metrics.hopReceived.inc({ result: 'unauthorized' });
       res.writeHead(401, { 'content-type': 'text/plain' }).end(UNAUTHORIZED);
       return;
@@ -40,7 +41,7 @@ export function createHopListener(deps: HopListenerDeps): http.Server {
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const group = req.headers[HOP_GROUP_HEADER];
-    if (!secretMatches(req.headers[HOP_SECRET_HEADER], secret) || typeof group !== 'string') {
+    if (!secretMatches(req.headers[HOP_SECRET_HEADER]) || typeof group !== 'string') {
       metrics.hopReceived.inc({ result: 'unauthorized' });
       socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${UNAUTHORIZED}`);
       return;

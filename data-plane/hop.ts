@@ -1,11 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import net from 'node:net';
 import { Agent, request as undiciRequest } from 'undici';
-import { HOP_BY_HOP_HEADERS } from '../shared/http.js';
+import { sameDigest, sha256 } from '../shared/auth/index.js';
+import { HOP_BY_HOP } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
-
-const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 
 /**
  * The internal hop: a node that has no tunnel for a group forwards the request
@@ -19,12 +17,10 @@ export const HOP_GROUP_HEADER = 'x-reverst-group';
 export const HOP_NO_TUNNEL_HEADER = 'x-reverst-no-tunnel';
 export const HOP_HEADERS = new Set([HOP_SECRET_HEADER, HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_NO_TUNNEL_HEADER]);
 
-/** Constant-time check of the cluster secret (hashing first hides its length). */
-export function secretMatches(given: string | string[] | undefined, secret: string): boolean {
-  if (typeof given !== 'string') return false;
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(secret).digest();
-  return timingSafeEqual(a, b);
+/** A constant-time check of the cluster secret (digests hide its length), the secret hashed once. */
+export function secretChecker(secret: string): (given: string | string[] | undefined) => boolean {
+  const expected = sha256(secret);
+  return (given) => typeof given === 'string' && sameDigest(given, expected);
 }
 
 function splitHostPort(address: string): { host: string; port: number } {

@@ -8,6 +8,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { basicStrategy, bearerStrategy, externalStrategy, type AuthResult, type Credentials, type Strategy } from './strategies.js';
 
 export type { AuthResult } from './strategies.js';
+export { sameDigest, sha256 } from './strategies.js';
 
 /**
  * A registration holds a half-open connection while it waits; the seed never times out.

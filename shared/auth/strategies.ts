@@ -20,13 +20,13 @@ export type Strategy = (credentials: Credentials, group: string) => Promise<Auth
 
 const deny = (reason: string): AuthResult => ({ ok: false, reason });
 
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+export const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
 
 /**
  * Compares digests rather than the secrets themselves: digests always have the same length,
  * so neither the comparison's time nor an early length check reveals anything about the secret.
  */
-const sameDigest = (presented: string, expected: Buffer) => timingSafeEqual(sha256(presented), expected);
+export const sameDigest = (presented: string, expected: Buffer): boolean => timingSafeEqual(sha256(presented), expected);
 
 // Standard alphabet, padding optional. Buffer.from(…, 'base64') alone would skip invalid characters.
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
