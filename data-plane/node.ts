@@ -153,7 +153,6 @@ async function openNode(
     }
     void register(conn, {
       nodeId,
-      config: () => groups.config,
       authenticator: (group) => groups.authenticatorFor(group),
       registry,
       metrics,

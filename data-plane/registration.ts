@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import type { AuthResult, Authenticator } from '../shared/auth/index.js';
-import type { GroupsConfig } from '../shared/config/index.js';
 import { NotFoundError, ProtocolError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
@@ -13,7 +12,7 @@ export const DEFAULT_REGISTRATION_TIMEOUT_MS = 10_000;
 
 export interface RegistrationDeps {
   nodeId: string;
-  config(): GroupsConfig;
+  /** The group's authenticator now; undefined for a group not configured. */
   authenticator(group: string): Authenticator | undefined;
   registry: TunnelRegistry;
   metrics: Metrics;
@@ -40,7 +39,7 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     const request = validateRegisterRequest(await readFrame(control, { timeoutMs: Math.max(1, deadline - Date.now()) }));
     group = request.TunnelGroup;
     const authenticatorNow = (): Authenticator => {
-      const a = deps.config().groups.has(group) ? deps.authenticator(group) : undefined;
+      const a = deps.authenticator(group);
       if (!a) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
       return a;
     };
