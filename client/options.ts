@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { ReverstError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
 import { authorizationValue, type Auth } from './auth.js';
 import { toHttpServer, type Handler } from './handler.js';
 
@@ -121,8 +122,8 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     throw invalid(`keepAliveMs (${keepAliveMs}) must be shorter than idleTimeoutMs (${idleTimeoutMs}), or the connection idles out between pings`);
   }
   const unresponsiveTimeoutMs = options.unresponsiveTimeoutMs ?? DEFAULT_UNRESPONSIVE_TIMEOUT_MS;
-  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0 || (unresponsiveTimeoutMs > 0 && unresponsiveTimeoutMs < 1_000)) {
-    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or at least 1000 (shorter would drop a healthy node on a slow path), got ${unresponsiveTimeoutMs}`);
+  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0 || (unresponsiveTimeoutMs > 0 && unresponsiveTimeoutMs < MIN_UNRESPONSIVE_TIMEOUT_MS)) {
+    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or at least ${MIN_UNRESPONSIVE_TIMEOUT_MS} (shorter would drop a healthy node on a slow path), got ${unresponsiveTimeoutMs}`);
   }
 
   return {

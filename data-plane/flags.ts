@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { parseLogLevel } from '../shared/log.js';
+import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
 
 /** One flag of the node's command line; the long name also reads `REVERST_<LONG_NAME>`. */
 interface FlagSpec {
@@ -68,9 +69,6 @@ export interface NodeFlags {
   drainTimeoutMs: number;
   help: boolean;
 }
-
-/** Below this, a slow path or a busy peer would pass for a dead one. */
-const MIN_UNRESPONSIVE_TIMEOUT_MS = 1_000;
 
 export const envName = (long: string): string => `REVERST_${long.toUpperCase().replace(/-/g, '_')}`;
 

@@ -15,6 +15,8 @@ export const DEFAULT_KEEP_ALIVE_MS = 30_000;
  * gone. Long enough for a brief network outage or a busy peer to recover.
  */
 export const DEFAULT_UNRESPONSIVE_TIMEOUT_MS = 5_000;
+/** Below this (other than 0, off), a slow path or a busy peer would pass for a dead one; the node's flag and the client refuse it. */
+export const MIN_UNRESPONSIVE_TIMEOUT_MS = 1_000;
 /** A dial to nothing must fail, not wait forever. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /**
