@@ -39,12 +39,13 @@ export function createLogger(options: LoggerOptions): Logger {
   const now = options.now ?? (() => new Date());
 
   const build = (bindings: LogFields): Logger => {
-    const method =
-      (level: LogLevel): LogMethod =>
-      (msg, fields) => {
-        if (LOG_LEVELS.indexOf(level) < threshold) return;
-        stream.write(`${serialize({ time: now().toISOString(), level, msg, ...bindings, ...fields })}\n`);
-      };
+    // The level is fixed per logger: a disabled one costs nothing per call.
+    const method = (level: LogLevel): LogMethod =>
+      LOG_LEVELS.indexOf(level) < threshold
+        ? noop
+        : (msg, fields) => {
+            stream.write(`${serialize({ time: now().toISOString(), level, msg, ...bindings, ...fields })}\n`);
+          };
     return {
       debug: method('debug'),
       info: method('info'),
