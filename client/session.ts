@@ -182,23 +182,27 @@ function closeError(info: QuicCloseInfo): Error {
 
 /** The streams the node opens for requests, each handed to the http.Server as a connection. */
 class RequestStreams {
-  readonly #open = new Set<QuicStream>();
+  #open = 0;
   readonly #idleWaiters = new Set<() => void>();
   #refusing = false;
 
   constructor(conn: QuicConnection, server: http.Server, logger: Logger) {
-    conn.on('stream', (stream: QuicStream) => {
+    // Made once, shared by every stream (`this` is the stream).
+    const onError = function (this: QuicStream, error: Error): void {
       // A visitor who leaves resets the stream: that is routine, never a crash.
-      stream.on('error', (error) => logger.debug('request stream ended abnormally', { stream: stream.id, error }));
+      logger.debug('request stream ended abnormally', { stream: this.id, error });
+    };
+    const onClose = (): void => {
+      if (--this.#open === 0) for (const wake of this.#idleWaiters) wake();
+    };
+    conn.on('stream', (stream: QuicStream) => {
+      stream.on('error', onError);
       if (this.#refusing) {
         stream.reset(StreamCode.Refused);
         return;
       }
-      this.#open.add(stream);
-      stream.once('close', () => {
-        this.#open.delete(stream);
-        if (this.#open.size === 0) for (const wake of this.#idleWaiters) wake();
-      });
+      this.#open++;
+      stream.once('close', onClose);
       server.emit('connection', stream);
     });
   }
@@ -210,7 +214,7 @@ class RequestStreams {
 
   /** Resolves once no request stream is open, or after `timeoutMs`. */
   async idle(timeoutMs: number): Promise<void> {
-    if (this.#open.size === 0) return;
+    if (this.#open === 0) return;
     let wake!: () => void;
     const idle = new Promise<void>((resolve) => (wake = resolve));
     this.#idleWaiters.add(wake);
