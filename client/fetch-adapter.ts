@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Logger } from '../shared/log.js';
-import { HOP_BY_HOP, declaresBody, replyText } from './http-messages.js';
+import { HOP_BY_HOP, declaresBody, replyText } from '../shared/http.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 

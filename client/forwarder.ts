@@ -10,7 +10,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttp
 import https from 'node:https';
 import { pipeline, type Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../shared/log.js';
-import { HOP_BY_HOP, connectionListed, declaresBody, replyText } from './http-messages.js';
+import { HOP_BY_HOP, connectionListed, declaresBody, rawTextResponse, replyText } from '../shared/http.js';
 
 /** An origin silent this long (no bytes either way) is given up on: 504 before the response, a cut after. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 60_000;
@@ -137,7 +137,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     });
     upstream.on('error', (error: NodeJS.ErrnoException) => {
       logger.warn('origin upgrade failed', { url: req.url, error: error.message });
-      if (!socket.destroyed) socket.end(rawError(502, `bad gateway: ${origin.host}: ${error.code ?? error.message}`));
+      if (!socket.destroyed) socket.end(rawTextResponse(502, `bad gateway: ${origin.host}: ${error.code ?? error.message}`));
     });
     upstream.end();
   };
@@ -169,9 +169,4 @@ function rawHead(answer: IncomingMessage, override: Record<string, string> = {})
   }
   for (const [name, value] of Object.entries(override)) head += `${name}: ${value}\r\n`;
   return `${head}\r\n`;
-}
-
-function rawError(status: number, text: string): string {
-  const body = `${text}\n`;
-  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -10,7 +10,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import { fetchListener, type FetchHandler } from './fetch-adapter.js';
-import { replyText } from './http-messages.js';
+import { replyText } from '../shared/http.js';
 
 export type NodeListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { rawTextResponse, replyText } from '../shared/http.js';
 import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, secretChecker } from './hop.js';
 import type { Metrics } from './metrics.js';
 import type { Proxy } from './proxy.js';
@@ -14,7 +15,7 @@ export interface HopListenerDeps {
   track(res: http.ServerResponse): void;
 }
 
-const UNAUTHORIZED = '401 Unauthorized: missing or wrong cluster secret\n';
+const UNAUTHORIZED = '401 Unauthorized: missing or wrong cluster secret';
 
 /**
  * The receiving end of the internal hop: requests other nodes forward here for a
@@ -26,13 +27,13 @@ export function createHopListener(deps: HopListenerDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: deps.maxHeaderSize }, (req, res) => {
     if (!secretMatches(req.headers[HOP_SECRET_HEADER])) {
       metrics.hopReceived.inc({ result: 'unauthorized' });
-      res.writeHead(401, { 'content-type': 'text/plain' }).end(UNAUTHORIZED);
+      replyText(res, 401, UNAUTHORIZED);
       return;
     }
     const group = req.headers[HOP_GROUP_HEADER];
     if (typeof group !== 'string' || typeof req.headers[HOP_FROM_HEADER] !== 'string') {
       metrics.hopReceived.inc({ result: 'bad_request' });
-      res.writeHead(400, { 'content-type': 'text/plain' }).end(`400 Bad Request: hop requests carry ${HOP_GROUP_HEADER} and ${HOP_FROM_HEADER}\n`);
+      replyText(res, 400, `400 Bad Request: hop requests carry ${HOP_GROUP_HEADER} and ${HOP_FROM_HEADER}`);
       return;
     }
     metrics.hopReceived.inc({ result: 'served' });
@@ -43,7 +44,7 @@ export function createHopListener(deps: HopListenerDeps): http.Server {
     const group = req.headers[HOP_GROUP_HEADER];
     if (!secretMatches(req.headers[HOP_SECRET_HEADER]) || typeof group !== 'string') {
       metrics.hopReceived.inc({ result: 'unauthorized' });
-      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${UNAUTHORIZED}`);
+      socket.end(rawTextResponse(401, UNAUTHORIZED));
       return;
     }
     metrics.hopReceived.inc({ result: 'served' });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
+import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
@@ -249,9 +250,9 @@ async function openNode(
     // Node answers 431 for an oversized header section; other parse errors get a 400.
     if (!socket.writable) return socket.destroy();
     if (err.code === 'HPE_HEADER_OVERFLOW') {
-      socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n431 Request Header Fields Too Large: the header section is over the limit\n');
+      socket.end(rawTextResponse(431, '431 Request Header Fields Too Large: the header section is over the limit'));
     } else {
-      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n400 Bad Request: malformed HTTP request\n');
+      socket.end(rawTextResponse(400, '400 Bad Request: malformed HTTP request'));
     }
   });
   const httpAddress = await listen(httpServer, parseHostPort(options.httpAddress, '--http-address'));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Transform, type Duplex } from 'node:stream';
-import { HOP_BY_HOP, connectionListed, declaresBody } from '../shared/http.js';
+import { HOP_BY_HOP, connectionListed, declaresBody, rawTextResponse, replyText } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
 import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
 import { StreamCode } from '../shared/protocol.js';
@@ -43,14 +43,12 @@ export interface Proxy {
   onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void;
 }
 
-/** Answers the visitor from the data-plane itself: a status and a line saying which. */
+/** The data-plane's own answers: a status and a line saying which. */
+const statusLine = (status: number, message: string): string => `${status} ${http.STATUS_CODES[status] ?? ''}: ${message}`;
+
+/** Answers the visitor from the data-plane itself. */
 function reply(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = `${status} ${http.STATUS_CODES[status] ?? ''}: ${message}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+  replyText(res, status, statusLine(status, message), headers);
 }
 
 /** Raw headers (name, value, name, value…) less those `drop` names (given in lower case). */
@@ -329,10 +327,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
    */
   function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void {
     socket.on('error', () => {});
-    const rawReply = (status: number, message: string): void => {
-      const body = `${status} ${http.STATUS_CODES[status]}: ${message}\n`;
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    };
+    const rawReply = (status: number, message: string): void => void socket.end(rawTextResponse(status, statusLine(status, message)));
     const group = hopGroup ?? deps.route(req.headers.host);
     if (!group) return rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();

@@ -1,5 +1,5 @@
 // HTTP/1.1 facts the client and the data-plane both rely on.
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 
 /** RFC 9110 §7.6.1 and RFC 9112: these describe one connection (here, one tunnel stream or hop), so they stop at each hop. */
 export const HOP_BY_HOP_HEADERS: readonly string[] = [
@@ -31,4 +31,22 @@ export function connectionListed(connection: string | string[] | undefined): Set
 export function declaresBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** A short plain-text answer if one can still be given; a response already under way is cut instead. */
+export function replyText(res: ServerResponse, status: number, text: string, headers: OutgoingHttpHeaders = {}): void {
+  if (res.destroyed) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${text}\n`;
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** The same answer as raw bytes, for a socket that left HTTP (an upgrade, a parse error); it closes the connection. */
+export function rawTextResponse(status: number, text: string): string {
+  const body = `${text}\n`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
