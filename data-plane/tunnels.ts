@@ -33,16 +33,21 @@ class TunnelSet {
   pick(exclude?: ReadonlySet<Tunnel>): Tunnel | undefined {
     const n = this.members.length;
     let best: Tunnel | undefined;
+    let bestAt = 0;
     for (let i = 0; i < n; i++) {
-      const t = this.members[(this.#next + i) % n]!;
+      const at = (this.#next + i) % n;
+      const t = this.members[at]!;
       if (exclude?.has(t) || t.connection.isClosing) continue;
       if (this.policy === 'round-robin') {
-        this.#next = (this.#next + i + 1) % n;
+        this.#next = (at + 1) % n;
         return t;
       }
-      if (!best || t.inFlight < best.inFlight) best = t;
+      if (!best || t.inFlight < best.inFlight) {
+        best = t;
+        bestAt = at;
+      }
     }
-    if (best) this.#next = (this.members.indexOf(best) + 1) % n;
+    if (best) this.#next = (bestAt + 1) % n;
     return best;
   }
 
