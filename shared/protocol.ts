@@ -93,7 +93,7 @@ function decodeBody(body: Uint8Array): Frame {
   } catch (err) {
     throw new ProtocolError('ERR_PROTOCOL_MALFORMED_FRAME', `frame is not valid msgpack: ${(err as Error).message}`, { cause: err });
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+  if (!isMap(value)) {
     throw new ProtocolError('ERR_PROTOCOL_MALFORMED_FRAME', `frame must be a msgpack map, got ${describe(value)}`);
   }
   return value as Frame;
