@@ -65,17 +65,19 @@ export class GroupsState {
     this.#config = next;
     this.#authenticators = new Map();
     this.#registry.setPolicies((g) => this.#config.groups.get(g)?.loadBalancing ?? 'round-robin');
-    for (const group of next.groups.values()) {
+    const reauthenticate = new Set<string>();
+    for (const [name, group] of next.groups) {
       if (!group.authentication.basic && !group.authentication.bearer && !group.authentication.external) {
         this.#log.warn('tunnel group has no authentication: anyone can register and serve its hosts', { group: group.name });
       }
+      if (!sameAuthentication(previous.groups.get(name), group)) reauthenticate.add(name);
     }
     for (const tunnel of this.#registry.all()) {
       const group = next.groups.get(tunnel.group);
       // Tunnels of a group that is gone serve nothing: tell their clients.
       if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
       // Changed credentials (a rotated password or token) apply to tunnels already in, too.
-      else if (!sameAuthentication(previous.groups.get(tunnel.group), group)) {
+      else if (reauthenticate.has(tunnel.group)) {
         void reauthorize(tunnel, {
           authenticator: () => this.authenticatorFor(tunnel.group),
           stillCurrent: () => sameAuthentication(group, this.#config.groups.get(tunnel.group)),
