@@ -48,18 +48,21 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent = secure ? new https.Agent({ keepAlive: true, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   const prefix = origin.pathname.replace(/\/+$/, '');
 
+  const request = secure ? https.request : http.request;
+  const hostname = origin.hostname.replace(/^\[|\]$/g, '');
+
   const originRequest = (req: IncomingMessage, headers: OutgoingHttpHeaders): http.ClientRequest => {
-    const request = (secure ? https.request : http.request)({
+    const upstream = request({
       protocol: origin.protocol,
-      hostname: origin.hostname.replace(/^\[|\]$/g, ''),
+      hostname,
       port: origin.port || undefined,
       method: req.method,
       path: prefix + (req.url ?? '/'),
       headers,
       agent,
     });
-    request.setTimeout(timeoutMs, () => request.destroy(new OriginTimeoutError(`origin silent for ${timeoutMs} ms`)));
-    return request;
+    upstream.setTimeout(timeoutMs, () => upstream.destroy(new OriginTimeoutError(`origin silent for ${timeoutMs} ms`)));
+    return upstream;
   };
 
   const forwardHeaders = (req: IncomingMessage, keep: string[] = []): OutgoingHttpHeaders => {
