@@ -136,7 +136,10 @@ async function openTls(port: number, ca: string): Promise<tls.TLSSocket> {
   // One small frame per round trip must leave at once, as a QUIC packet would.
   socket.setNoDelay(true);
   // Registered until it closes, so a failed run still closes it and 1,000 short ones are not kept.
-  socket.once('close', onCleanup(() => socket.destroy()));
+  socket.once(
+    'close',
+    onCleanup(() => socket.destroy()),
+  );
   await once(socket, 'secureConnect');
   return socket;
 }
@@ -324,9 +327,7 @@ type Outcome = { ok: true } | { ok: false; hung: boolean; error?: unknown };
 /** One round trip under its own hang timer: never awaited past HANG_MS, whatever the transport does. */
 async function attempt(roundTrip: RoundTrip): Promise<Outcome> {
   const abort = new AbortController();
-  const hung = new Promise<Outcome>((resolve) =>
-    abort.signal.addEventListener('abort', () => resolve({ ok: false, hung: true }), { once: true }),
-  );
+  const hung = new Promise<Outcome>((resolve) => abort.signal.addEventListener('abort', () => resolve({ ok: false, hung: true }), { once: true }));
   const timer = setTimeout(() => abort.abort(), HANG_MS);
   try {
     return await Promise.race([roundTrip(abort.signal).then((): Outcome => ({ ok: true })), hung]);
@@ -455,29 +456,36 @@ async function measure(peer: Peer, ca: string) {
     tls: await phase('download, TLS', () => bulkOverTls(tlsPort, ca, downloadOver)),
   };
   const sequential = {
-    quic: await phase('sequential round trips, QUIC', () =>
-      quic((c) => runRoundTrips(SEQUENTIAL_ROUND_TRIPS, [quicEchoWorker(c, SEQUENTIAL_PAYLOAD)])),
-    ),
-    tls: await phase('sequential round trips, TLS', () =>
-      runRoundTrips(SEQUENTIAL_ROUND_TRIPS, [tlsFrameWorker(tlsPort, ca, SEQUENTIAL_PAYLOAD)]),
-    ),
+    quic: await phase('sequential round trips, QUIC', () => quic((c) => runRoundTrips(SEQUENTIAL_ROUND_TRIPS, [quicEchoWorker(c, SEQUENTIAL_PAYLOAD)]))),
+    tls: await phase('sequential round trips, TLS', () => runRoundTrips(SEQUENTIAL_ROUND_TRIPS, [tlsFrameWorker(tlsPort, ca, SEQUENTIAL_PAYLOAD)])),
     tlsNewConnections: await phase('sequential new TLS connections', () =>
       runRoundTrips(SEQUENTIAL_ROUND_TRIPS, [tlsConnectWorker(tlsPort, ca, SEQUENTIAL_PAYLOAD)]),
     ),
   };
   const concurrent = {
     quic: await phase(`${CONCURRENCY} concurrent, QUIC`, () =>
-      quic((c) => runRoundTrips(LOAD_ROUND_TRIPS, times(CONCURRENCY, () => quicEchoWorker(c, LOAD_PAYLOAD)))),
+      quic((c) =>
+        runRoundTrips(
+          LOAD_ROUND_TRIPS,
+          times(CONCURRENCY, () => quicEchoWorker(c, LOAD_PAYLOAD)),
+        ),
+      ),
     ),
     tls: await phase(`${CONCURRENCY} concurrent, TLS`, () =>
-      runRoundTrips(LOAD_ROUND_TRIPS, times(CONCURRENCY, () => tlsFrameWorker(tlsPort, ca, LOAD_PAYLOAD))),
+      runRoundTrips(
+        LOAD_ROUND_TRIPS,
+        times(CONCURRENCY, () => tlsFrameWorker(tlsPort, ca, LOAD_PAYLOAD)),
+      ),
     ),
   };
   const lossy = await phase(`${CONCURRENCY} concurrent, QUIC, ${DROP_RATE * 100}% loss`, async () => {
     const relay = await startLossyRelay({ target: { host: HOST, port: quicPort }, dropRate: DROP_RATE });
     try {
       const quicResult = await withQuic(relay.port, ca, (c) =>
-        runRoundTrips(LOAD_ROUND_TRIPS, times(CONCURRENCY, () => quicEchoWorker(c, LOAD_PAYLOAD))),
+        runRoundTrips(
+          LOAD_ROUND_TRIPS,
+          times(CONCURRENCY, () => quicEchoWorker(c, LOAD_PAYLOAD)),
+        ),
       );
       return { quic: quicResult, relay: structuredClone(relay.stats) };
     } finally {
@@ -501,7 +509,12 @@ function targets(r: Results): Target[] {
   const bulk = (name: string, b: { quic: BulkResult; tls: BulkResult }): Target[] => {
     const ratio = b.quic.mbPerSecond / b.tls.mbPerSecond;
     return [
-      { name: `${name}, one stream`, goal: `≥ ${TARGET_MB_PER_S} MB/s`, value: `${fixed(b.quic.mbPerSecond)} MB/s`, pass: b.quic.mbPerSecond >= TARGET_MB_PER_S },
+      {
+        name: `${name}, one stream`,
+        goal: `≥ ${TARGET_MB_PER_S} MB/s`,
+        value: `${fixed(b.quic.mbPerSecond)} MB/s`,
+        pass: b.quic.mbPerSecond >= TARGET_MB_PER_S,
+      },
       // Three decimals: 0.197 must not print as a passing 0.20.
       { name: `${name}, QUIC/TLS`, goal: `≥ ${TARGET_TLS_RATIO}×`, value: `${ratio.toFixed(3)}×`, pass: ratio >= TARGET_TLS_RATIO },
     ];
@@ -512,7 +525,12 @@ function targets(r: Results): Target[] {
   return [
     ...bulk('upload', r.upload),
     ...bulk('download', r.download),
-    { name: `${CONCURRENCY} concurrent streams`, goal: `≥ ${count(TARGET_ROUND_TRIPS_PER_S)} rt/s`, value: `${count(c.perSecond)} rt/s`, pass: c.perSecond >= TARGET_ROUND_TRIPS_PER_S && c.attempted === c.planned },
+    {
+      name: `${CONCURRENCY} concurrent streams`,
+      goal: `≥ ${count(TARGET_ROUND_TRIPS_PER_S)} rt/s`,
+      value: `${count(c.perSecond)} rt/s`,
+      pass: c.perSecond >= TARGET_ROUND_TRIPS_PER_S && c.attempted === c.planned,
+    },
     { name: 'hangs without loss (sequential + concurrent)', goal: '0', value: String(cleanHangs), pass: cleanHangs === 0 },
     { name: `hangs with ${DROP_RATE * 100}% loss`, goal: '0', value: String(lossy.hangs), pass: lossy.hangs === 0 && lossy.attempted === lossy.planned },
   ];
@@ -536,13 +554,33 @@ function table(r: Results): string {
     ['measurement', 'QUIC', 'TLS/TCP', 'QUIC/TLS', 'QUIC p50 / p99', 'TLS p50 / p99', 'QUIC hangs / errors'],
     ['upload 100 MB, one stream / socket', mbps(up.quic), mbps(up.tls), ratio(up.quic.mbPerSecond, up.tls.mbPerSecond), '', '', ''],
     ['download 100 MB, one stream / socket', mbps(down.quic), mbps(down.tls), ratio(down.quic.mbPerSecond, down.tls.mbPerSecond), '', '', ''],
-    [`${count(SEQUENTIAL_ROUND_TRIPS)} sequential round trips ¹`, rate(seq.quic), rate(seq.tls), ratio(seq.quic.perSecond, seq.tls.perSecond), latency(seq.quic), latency(seq.tls), failures(seq.quic)],
+    [
+      `${count(SEQUENTIAL_ROUND_TRIPS)} sequential round trips ¹`,
+      rate(seq.quic),
+      rate(seq.tls),
+      ratio(seq.quic.perSecond, seq.tls.perSecond),
+      latency(seq.quic),
+      latency(seq.tls),
+      failures(seq.quic),
+    ],
     [`${count(SEQUENTIAL_ROUND_TRIPS)} sequential new TLS connections ²`, '', rate(seq.tlsNewConnections), '', '', latency(seq.tlsNewConnections), ''],
-    [`${count(LOAD_ROUND_TRIPS)} round trips, ${CONCURRENCY} concurrent ³`, rate(conc.quic), rate(conc.tls), ratio(conc.quic.perSecond, conc.tls.perSecond), latency(conc.quic), latency(conc.tls), failures(conc.quic)],
+    [
+      `${count(LOAD_ROUND_TRIPS)} round trips, ${CONCURRENCY} concurrent ³`,
+      rate(conc.quic),
+      rate(conc.tls),
+      ratio(conc.quic.perSecond, conc.tls.perSecond),
+      latency(conc.quic),
+      latency(conc.tls),
+      failures(conc.quic),
+    ],
     [`same, ${DROP_RATE * 100}% loss each way ⁴`, rate(lossy.quic), '', '', latency(lossy.quic), '', failures(lossy.quic)],
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const line = (row: string[]): string => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (row: string[]): string =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const drops = (c: RelayCounters): string => `${c.dropped} of ${c.dropped + c.forwarded}`;
   const overflows = Object.entries(r.udpReceiveBufferOverflows).map(([name, n]) => `${n} during ${name}`);
   const tlsFailures = [seq.tls, seq.tlsNewConnections, conc.tls].filter((t) => t.hangs + t.errors > 0);
@@ -585,8 +623,17 @@ async function writeJson(started: Date, results: Results, list: Target[]): Promi
     // Other work on the machine skews the figures: the load average says how busy it was.
     environment: { node: process.version, cpus: os.cpus().length, loadAverage: os.loadavg(), commit: gitCommit() },
     parameters: {
-      megabyte: MB, bulkBytes: BULK_BYTES, warmupBulkBytes: WARMUP_BULK_BYTES, warmupMs: WARMUP_MS, sequentialRoundTrips: SEQUENTIAL_ROUND_TRIPS, sequentialPayload: SEQUENTIAL_PAYLOAD,
-      loadRoundTrips: LOAD_ROUND_TRIPS, loadPayload: LOAD_PAYLOAD, concurrency: CONCURRENCY, dropRate: DROP_RATE, hangMs: HANG_MS,
+      megabyte: MB,
+      bulkBytes: BULK_BYTES,
+      warmupBulkBytes: WARMUP_BULK_BYTES,
+      warmupMs: WARMUP_MS,
+      sequentialRoundTrips: SEQUENTIAL_ROUND_TRIPS,
+      sequentialPayload: SEQUENTIAL_PAYLOAD,
+      loadRoundTrips: LOAD_ROUND_TRIPS,
+      loadPayload: LOAD_PAYLOAD,
+      concurrency: CONCURRENCY,
+      dropRate: DROP_RATE,
+      hangMs: HANG_MS,
     },
     results,
     targets: list,
@@ -599,7 +646,12 @@ async function main(): Promise<void> {
   const started = new Date();
   const ca = await makeCa('reverst bench CA');
   const leaf = await makeServerCert(ca);
-  process.stderr.write(`transport benchmark (load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})\n`);
+  process.stderr.write(
+    `transport benchmark (load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')})\n`,
+  );
   const peer = await startPeer(leaf);
   const results = await measure(peer, ca.cert);
   const list = targets(results);

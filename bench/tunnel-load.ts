@@ -109,9 +109,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     requestsPerSecond: result['2xx'] / result.duration,
     p50Ms: percentile(sorted, 0.5),
     p99Ms: percentile(sorted, 0.99),
-    ...(serverBefore !== undefined && serverAfter !== undefined
-      ? { serverCpuPercent: ((serverAfter - serverBefore) / wallSeconds) * 100 }
-      : {}),
+    ...(serverBefore !== undefined && serverAfter !== undefined ? { serverCpuPercent: ((serverAfter - serverBefore) / wallSeconds) * 100 } : {}),
     loadGeneratorCpuPercent: ((self.user + self.system) / 1e6 / wallSeconds) * 100,
     warmup: { responses: warm['2xx'] + warm.non2xx, non2xx: warm.non2xx, errors: warm.errors },
   };

@@ -119,9 +119,7 @@ async function tunnel([keyPath, certPath, caPath, groupsPath, serverName]: strin
     throw err;
   }
   // Any of these during the run is worth reporting: the parent counts these lines.
-  client.on('reconnecting', ({ attempt, delayMs, error }) =>
-    logger.warn('bench: tunnel reconnecting', { attempt, delayMs, error: error?.message }),
-  );
+  client.on('reconnecting', ({ attempt, delayMs, error }) => logger.warn('bench: tunnel reconnecting', { attempt, delayMs, error: error?.message }));
   client.on('drain', () => logger.warn('bench: tunnel drained'));
   const tunnelClient = client;
   const dataPlane = node;

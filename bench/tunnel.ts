@@ -203,7 +203,9 @@ function request(port: number, method: string, urlPath: string, upload = 0, keep
 async function checkSmall(peer: Peer): Promise<void> {
   const a = await request(peer.port, 'GET', '/check');
   if (a.status !== 200 || a.body.length !== SMALL_BODY_BYTES) {
-    throw new Error(`${peer.side}: GET /check answered ${a.status} with ${a.body.length} bytes (expected 200 with ${SMALL_BODY_BYTES}): ${a.body.subarray(0, 200).toString()}`);
+    throw new Error(
+      `${peer.side}: GET /check answered ${a.status} with ${a.body.length} bytes (expected 200 with ${SMALL_BODY_BYTES}): ${a.body.subarray(0, 200).toString()}`,
+    );
   }
 }
 
@@ -216,7 +218,8 @@ async function download(port: number): Promise<number> {
 async function upload(port: number): Promise<number> {
   const a = await request(port, 'POST', '/upload', BULK_BYTES);
   const counted = Number(a.body.toString());
-  if (a.status !== 200 || counted !== BULK_BYTES) throw new Error(`upload: ${a.status}, the origin counted ${a.body.subarray(0, 200).toString()} bytes, expected ${BULK_BYTES}`);
+  if (a.status !== 200 || counted !== BULK_BYTES)
+    throw new Error(`upload: ${a.status}, the origin counted ${a.body.subarray(0, 200).toString()} bytes, expected ${BULK_BYTES}`);
   return a.ms;
 }
 
@@ -315,12 +318,13 @@ async function measure(direct: Peer, tunnel: Peer) {
   }
 
   const bulks = {} as Record<'download' | 'upload', Record<Side, BulkResult>>;
-  for (const [kind, transfer] of [['download', download], ['upload', upload]] as const) {
+  for (const [kind, transfer] of [
+    ['download', download],
+    ['upload', upload],
+  ] as const) {
     bulks[kind] = {} as Record<Side, BulkResult>;
     for (const side of ['direct', 'tunnel'] as const) {
-      bulks[kind][side] = await phase(`${kind} 10 MB ×${BULK_WARMUPS + BULK_REPETITIONS}, ${side}`, BULK_LIMIT_MS, peers, () =>
-        bulk(sides[side], transfer),
-      );
+      bulks[kind][side] = await phase(`${kind} 10 MB ×${BULK_WARMUPS + BULK_REPETITIONS}, ${side}`, BULK_LIMIT_MS, peers, () => bulk(sides[side], transfer));
     }
   }
   return { load: loads, bulk: bulks };
@@ -365,10 +369,17 @@ function table(r: Results): string {
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const line = (row: string[]): string => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (row: string[]): string =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const notes: string[] = [];
   for (const { connections: c, direct: d, tunnel: t } of r.load) {
-    for (const [side, x] of [['direct', d], ['tunnel', t]] as const) {
+    for (const [side, x] of [
+      ['direct', d],
+      ['tunnel', t],
+    ] as const) {
       const codes = Object.entries(x.statusCodes).filter(([code]) => !code.startsWith('2'));
       if (x.non2xx + x.errors + x.warmup.non2xx + x.warmup.errors > 0) {
         notes.push(
@@ -426,10 +437,7 @@ async function main(): Promise<void> {
   const groupsPath = path.join(dir, 'groups.yml');
   writeFileSync(groupsPath, `groups:\n  "${GROUP}":\n    hosts:\n    - "${GROUP}"\n`);
 
-  const [direct, tunnel] = await Promise.all([
-    startPeer('direct', []),
-    startPeer('tunnel', [leaf.keyPath, leaf.certPath, ca.certPath, groupsPath, GROUP]),
-  ]);
+  const [direct, tunnel] = await Promise.all([startPeer('direct', []), startPeer('tunnel', [leaf.keyPath, leaf.certPath, ca.certPath, groupsPath, GROUP])]);
   const results = await measure(direct, tunnel);
   const exits = { origin: await direct.stop(), tunnel: await tunnel.stop() };
   const tunnelLog = logSummary(tunnel);
@@ -440,14 +448,24 @@ async function main(): Promise<void> {
     if (!exit.exitedByItself) odd.push(`the ${name} process did not exit within ${PEER_STOP_MS / 1000} s of SIGTERM (killed): a handle stayed open`);
     else if (exit.code !== 0) odd.push(`the ${name} process exited with code ${exit.code} (signal ${exit.signal}) on SIGTERM`);
   }
-  for (const [name, log] of [['tunnel', tunnelLog], ['origin', originLog]] as const) {
+  for (const [name, log] of [
+    ['tunnel', tunnelLog],
+    ['origin', originLog],
+  ] as const) {
     for (const e of log) odd.push(`${name} process logged ${e.count}× ${e.level}: ${e.msg}  (e.g. ${e.example.slice(0, 300)})`);
   }
 
   console.log(`\n${table(results)}\n`);
   if (odd.length > 0) console.log(`Odd:\n${odd.map((o) => `  ${o}`).join('\n')}\n`);
   const file = await writeJson(started, {
-    environment: { node: process.version, cpus: os.cpus().length, loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), niceness: os.getPriority(), commit: gitCommit() },
+    environment: {
+      node: process.version,
+      cpus: os.cpus().length,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: os.loadavg(),
+      niceness: os.getPriority(),
+      commit: gitCommit(),
+    },
     processes: {
       orchestrator: 'this process: bulk transfers (node:http, one connection per transfer)',
       origin: 'bench/tunnel-peer.ts origin: node:http server (direct baseline)',
@@ -455,8 +473,16 @@ async function main(): Promise<void> {
       loadGenerator: 'bench/tunnel-load.ts: autocannon API, one process per run',
     },
     parameters: {
-      megabyte: MB, smallBodyBytes: SMALL_BODY_BYTES, bulkBytes: BULK_BYTES, connections: CONNECTIONS, loadWarmupSeconds: LOAD_WARMUP_S,
-      loadDurationSeconds: LOAD_DURATION_S, requestTimeoutSeconds: REQUEST_TIMEOUT_S, bulkWarmups: BULK_WARMUPS, bulkRepetitions: BULK_REPETITIONS, group: GROUP,
+      megabyte: MB,
+      smallBodyBytes: SMALL_BODY_BYTES,
+      bulkBytes: BULK_BYTES,
+      connections: CONNECTIONS,
+      loadWarmupSeconds: LOAD_WARMUP_S,
+      loadDurationSeconds: LOAD_DURATION_S,
+      requestTimeoutSeconds: REQUEST_TIMEOUT_S,
+      bulkWarmups: BULK_WARMUPS,
+      bulkRepetitions: BULK_REPETITIONS,
+      group: GROUP,
     },
     results,
     ratios: {

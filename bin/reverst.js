@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx, so `npx reverst` works after `npm install` with no build step.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('../cli.ts');
+// The compiled command (npm run build, which npm install runs through `prepare`).
+import '../dist/cli.js';

@@ -56,7 +56,7 @@ export class AddressRing<T> {
   }
 
   get current(): T {
-    return this.#items[this.#index];
+    return this.#items[this.#index]!;
   }
 
   get size(): number {

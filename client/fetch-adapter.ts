@@ -29,11 +29,11 @@ function toWebRequest(req: IncomingMessage, signal?: AbortSignal): Request {
   // Hop-by-hop headers stop here: a handler forwarding the Request with fetch() would have them rejected by undici.
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i];
-    if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, req.rawHeaders[i + 1]);
+    const name = req.rawHeaders[i]!;
+    if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, req.rawHeaders[i + 1]!);
   }
 
-  const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, signal };
+  const init: RequestInit & { duplex?: 'half' } = { method: req.method ?? 'GET', headers, signal: signal ?? null };
   // undici refuses a body on GET and HEAD.
   if (req.method !== 'GET' && req.method !== 'HEAD' && declaresBody(req)) {
     init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;

@@ -19,9 +19,9 @@ export interface ForwarderOptions {
   /** `http:` or `https:`; a path prefix, if any, is prepended to every request path. */
   origin: URL;
   /** Send the visitor's Host to the origin instead of the origin's own (for origins that route by name). */
-  preserveHost?: boolean;
-  timeoutMs?: number;
-  logger?: Logger;
+  preserveHost?: boolean | undefined;
+  timeoutMs?: number | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface Forwarder {
@@ -168,7 +168,7 @@ function rawHead(answer: IncomingMessage, override: Record<string, string> = {})
   if ('connection' in override) skip.add('transfer-encoding');
   let head = `HTTP/1.1 ${answer.statusCode} ${answer.statusMessage ?? ''}\r\n`;
   for (let i = 0; i < answer.rawHeaders.length; i += 2) {
-    if (!skip.has(answer.rawHeaders[i].toLowerCase())) head += `${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}\r\n`;
+    if (!skip.has(answer.rawHeaders[i]!.toLowerCase())) head += `${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}\r\n`;
   }
   for (const [name, value] of Object.entries(override)) head += `${name}: ${value}\r\n`;
   return `${head}\r\n`;

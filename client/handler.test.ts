@@ -101,7 +101,7 @@ describe('fetch handler', () => {
   it('sends no body for HEAD or 204', async () => {
     const { port } = await serve((request: Request) => (request.url.endsWith('/empty') ? new Response(null, { status: 204 }) : new Response('body')));
     expect(await halfClosedExchange(port, 'HEAD / HTTP/1.1\r\nHost: x\r\n\r\n')).not.toContain('body');
-    expect(await halfClosedExchange(port, 'GET /empty HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 204 No Content\r\n[^]*\r\n\r\n$/);
+    expect(await halfClosedExchange(port, 'GET /empty HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 204 No Content\r\n[\s\S]*\r\n\r\n$/);
   });
 
   it('answers 500 with a short body and logs when the handler throws or returns no Response', async () => {
@@ -220,6 +220,6 @@ describe('Node request listener', () => {
     const { port } = await serve(server);
     expect((server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen).toBe(true);
     const reply = await halfClosedExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping');
-    expect(reply).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[^]*\r\n\r\nping$/);
+    expect(reply).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nping$/);
   });
 });

@@ -16,16 +16,25 @@ describe('reverst http flags', () => {
   it('takes every flag from the command line', () => {
     const command = parse([
       'https://127.0.0.1:8443/app',
-      '--address', 'a:7171',
-      '--address', '[::1]:7172',
-      '--server-name', 'tunnel.example',
-      '--ca', 'ca.pem',
-      '--group', 'g',
-      '--username', 'u',
-      '--password', 'p',
+      '--address',
+      'a:7171',
+      '--address',
+      '[::1]:7172',
+      '--server-name',
+      'tunnel.example',
+      '--ca',
+      'ca.pem',
+      '--group',
+      'g',
+      '--username',
+      'u',
+      '--password',
+      'p',
       '--preserve-host',
-      '--origin-timeout', '1m30s',
-      '-l', 'DEBUG',
+      '--origin-timeout',
+      '1m30s',
+      '-l',
+      'DEBUG',
     ]);
     expect(command.origin.href).toBe('https://127.0.0.1:8443/app');
     expect(command.connect).toEqual({
@@ -98,6 +107,8 @@ describe('running reverst http', () => {
 
   it('names the file when the CA cannot be read', async () => {
     const { io: streams } = io();
-    await expect(runHttpCommand(['3000', '--group', 'g', '--ca', '/nonexistent/ca.pem'], {}, streams)).rejects.toThrow(/--ca: cannot read \/nonexistent\/ca\.pem: ENOENT/);
+    await expect(runHttpCommand(['3000', '--group', 'g', '--ca', '/nonexistent/ca.pem'], {}, streams)).rejects.toThrow(
+      /--ca: cannot read \/nonexistent\/ca\.pem: ENOENT/,
+    );
   });
 });

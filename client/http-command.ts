@@ -64,7 +64,7 @@ export interface HttpCommand {
   origin: URL;
   /** Everything connect() needs but the handler, the CA's contents and the logger. */
   connect: Omit<ConnectOptions, 'handler' | 'ca' | 'logger' | 'signal'>;
-  caPath?: string;
+  caPath?: string | undefined;
   preserveHost: boolean;
   originTimeoutMs: number;
   logLevel: LogLevel;
@@ -90,10 +90,15 @@ export function parseHttpCommand(argv: string[], env: NodeJS.ProcessEnv = proces
     values[flag] ?? (env[envName(flag)] || undefined);
   const flag = (name: 'insecure' | 'preserve-host'): boolean => values[name] ?? envBoolean(env, name);
 
-  if (positionals.length !== 1) throw invalid(positionals.length === 0 ? 'give the local port or URL to expose' : `expected one port or URL, got ${positionals.join(' ')}`);
-  const origin = parseOrigin(positionals[0]);
+  if (positionals.length !== 1)
+    throw invalid(positionals.length === 0 ? 'give the local port or URL to expose' : `expected one port or URL, got ${positionals.join(' ')}`);
+  const origin = parseOrigin(positionals[0]!);
 
-  const addresses = values.address ?? env[envName('address')]?.split(',').map((a) => a.trim()).filter(Boolean) ?? [DEFAULT_ADDRESS];
+  const addresses = values.address ??
+    env[envName('address')]
+      ?.split(',')
+      .map((a) => a.trim())
+      .filter(Boolean) ?? [DEFAULT_ADDRESS];
   if (addresses.length === 0) throw invalid('--address: give at least one HOST:PORT');
   for (const address of addresses) parseAddress(address);
 
@@ -153,7 +158,7 @@ export interface HttpCommandIo {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
   /** Stops the command as SIGINT or SIGTERM would. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /**

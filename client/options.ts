@@ -33,27 +33,27 @@ export interface ConnectOptions {
   /** Nodes to dial as `host:port` (IPv6 as `[::1]:7171`), tried in order. */
   addresses: string[];
   /** Name the node's certificate must carry (default: each address's host). */
-  serverName?: string;
+  serverName?: string | undefined;
   /** PEM CA bundle the node's certificate must chain to (default: Node's public roots). */
-  ca?: string | Buffer;
+  ca?: string | Buffer | undefined;
   /** Skip certificate verification: for local experiments only. */
-  insecure?: boolean;
+  insecure?: boolean | undefined;
   group: string;
-  auth?: Auth;
+  auth?: Auth | undefined;
   handler: Handler;
   /** Tunnels to hold at once, on distinct nodes where the addresses allow it. */
-  connections?: number;
-  minDelayMs?: number;
-  maxDelayMs?: number;
-  idleTimeoutMs?: number;
-  keepAliveMs?: number;
+  connections?: number | undefined;
+  minDelayMs?: number | undefined;
+  maxDelayMs?: number | undefined;
+  idleTimeoutMs?: number | undefined;
+  keepAliveMs?: number | undefined;
   /** Reconnect when the node acknowledges nothing this long while data waits for it; 0 leaves it to the idle timeout. */
-  unresponsiveTimeoutMs?: number;
-  connectTimeoutMs?: number;
-  registrationTimeoutMs?: number;
+  unresponsiveTimeoutMs?: number | undefined;
+  connectTimeoutMs?: number | undefined;
+  registrationTimeoutMs?: number | undefined;
   /** Aborting stops the tunnel, like close(); a pending connect() rejects. */
-  signal?: AbortSignal;
-  logger?: Logger;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface Address {
@@ -66,11 +66,11 @@ export interface Address {
 /** Everything a tunnel needs, validated and with defaults applied. */
 export interface TunnelOptions {
   addresses: Address[];
-  serverName?: string;
-  ca?: string | Buffer;
+  serverName?: string | undefined;
+  ca?: string | Buffer | undefined;
   insecure: boolean;
   group: string;
-  authorization?: string;
+  authorization?: string | undefined;
   server: http.Server;
   connections: number;
   minDelayMs: number;
@@ -80,7 +80,7 @@ export interface TunnelOptions {
   unresponsiveTimeoutMs: number;
   connectTimeoutMs: number;
   registrationTimeoutMs: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   logger: Logger;
 }
 
@@ -92,7 +92,7 @@ export function parseAddress(text: string): Address {
   if (!match || port < 1 || port > 65535) {
     throw invalid(`address ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:7171 or [::1]:7171`);
   }
-  return { host: match[1] ?? match[2], port, text: text.trim() };
+  return { host: (match[1] ?? match[2])!, port, text: text.trim() };
 }
 
 function positive(name: string, value: number | undefined, fallback: number, { integer = false } = {}): number {
@@ -122,8 +122,14 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     throw invalid(`keepAliveMs (${keepAliveMs}) must be shorter than idleTimeoutMs (${idleTimeoutMs}), or the connection idles out between pings`);
   }
   const unresponsiveTimeoutMs = options.unresponsiveTimeoutMs ?? DEFAULT_UNRESPONSIVE_TIMEOUT_MS;
-  if (!Number.isFinite(unresponsiveTimeoutMs) || unresponsiveTimeoutMs < 0 || (unresponsiveTimeoutMs > 0 && unresponsiveTimeoutMs < MIN_UNRESPONSIVE_TIMEOUT_MS)) {
-    throw invalid(`unresponsiveTimeoutMs: expected 0 (off) or at least ${MIN_UNRESPONSIVE_TIMEOUT_MS} (shorter would drop a healthy node on a slow path), got ${unresponsiveTimeoutMs}`);
+  if (
+    !Number.isFinite(unresponsiveTimeoutMs) ||
+    unresponsiveTimeoutMs < 0 ||
+    (unresponsiveTimeoutMs > 0 && unresponsiveTimeoutMs < MIN_UNRESPONSIVE_TIMEOUT_MS)
+  ) {
+    throw invalid(
+      `unresponsiveTimeoutMs: expected 0 (off) or at least ${MIN_UNRESPONSIVE_TIMEOUT_MS} (shorter would drop a healthy node on a slow path), got ${unresponsiveTimeoutMs}`,
+    );
   }
 
   return {

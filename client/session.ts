@@ -32,7 +32,17 @@ const REFUSAL_SETTLE_MS = 250;
 
 export type SessionOptions = Pick<
   TunnelOptions,
-  'serverName' | 'ca' | 'insecure' | 'group' | 'authorization' | 'server' | 'idleTimeoutMs' | 'keepAliveMs' | 'unresponsiveTimeoutMs' | 'connectTimeoutMs' | 'registrationTimeoutMs'
+  | 'serverName'
+  | 'ca'
+  | 'insecure'
+  | 'group'
+  | 'authorization'
+  | 'server'
+  | 'idleTimeoutMs'
+  | 'keepAliveMs'
+  | 'unresponsiveTimeoutMs'
+  | 'connectTimeoutMs'
+  | 'registrationTimeoutMs'
 > & { address: Address; logger: Logger; signal?: AbortSignal };
 
 interface SessionEvents {

@@ -53,7 +53,7 @@ export interface CloseTunnelOptions {
 /** One slot holds one registration at a time, plus those it is moving away from after a drain. */
 interface Slot {
   index: number;
-  session?: Session;
+  session?: Session | undefined;
   /** Drained sessions and the time (performance.now()) their node closes them. */
   retiring: Map<Session, number>;
 }

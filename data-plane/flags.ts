@@ -28,10 +28,22 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'management-address', kind: 'string', value: 'STRING', help: 'HTTP address for management API' },
   { long: 'max-idle-timeout', kind: 'duration', value: 'DURATION', help: 'maximum time a connection can be idle', default: '1m0s' },
   { long: 'keep-alive-period', kind: 'duration', value: 'DURATION', help: 'period between keep-alive events', default: '30s' },
-  { long: 'unresponsive-timeout', kind: 'duration', value: 'DURATION', help: 'drop a tunnel that acknowledges nothing this long while data waits for it, 0 to rely on the idle timeout', default: '5s' },
+  {
+    long: 'unresponsive-timeout',
+    kind: 'duration',
+    value: 'DURATION',
+    help: 'drop a tunnel that acknowledges nothing this long while data waits for it, 0 to rely on the idle timeout',
+    default: '5s',
+  },
   { long: 'standalone', kind: 'boolean', help: 'one node with embedded config and auth, in-memory membership (no Redis, NATS or control plane)' },
-  { long: 'node-id', kind: 'string', value: 'STRING', help: 'this node\'s id (default: random)' },
-  { long: 'membership', kind: 'string', value: 'URL', help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT', default: 'memory' },
+  { long: 'node-id', kind: 'string', value: 'STRING', help: "this node's id (default: random)" },
+  {
+    long: 'membership',
+    kind: 'string',
+    value: 'URL',
+    help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT',
+    default: 'memory',
+  },
   { long: 'membership-ttl', kind: 'duration', value: 'DURATION', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
   { long: 'internal-address', kind: 'string', value: 'STRING', help: 'address other nodes forward requests to (cluster only)' },
   { long: 'cluster-secret', kind: 'string', value: 'STRING', help: 'secret shared by the nodes of a cluster (cluster only)' },
@@ -105,7 +117,9 @@ export function parseNodeFlags(argv: string[], env: NodeJS.ProcessEnv = process.
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: Object.fromEntries(NODE_FLAGS.map((f) => [f.long, { type: f.kind === 'boolean' ? 'boolean' : 'string', ...(f.short ? { short: f.short } : {}) }])),
+      options: Object.fromEntries(
+        NODE_FLAGS.map((f) => [f.long, { type: f.kind === 'boolean' ? 'boolean' : 'string', ...(f.short ? { short: f.short } : {}) }]),
+      ),
     });
   } catch (err) {
     throw new ReverstError('ERR_INVALID_OPTION', `${(err as Error).message} (see reverst -h)`);
@@ -135,7 +149,10 @@ export function parseNodeFlags(argv: string[], env: NodeJS.ProcessEnv = process.
     throw new ReverstError('ERR_INVALID_OPTION', 'give --cluster-secret or --cluster-secret-file, not both');
   }
   if (flags.unresponsiveTimeoutMs > 0 && flags.unresponsiveTimeoutMs < MIN_UNRESPONSIVE_TIMEOUT_MS) {
-    throw new ReverstError('ERR_INVALID_OPTION', '--unresponsive-timeout below 1s would drop healthy tunnels on a slow path or a busy machine: give 0 (off) or at least 1s');
+    throw new ReverstError(
+      'ERR_INVALID_OPTION',
+      '--unresponsive-timeout below 1s would drop healthy tunnels on a slow path or a busy machine: give 0 (off) or at least 1s',
+    );
   }
   if (flags.keepAlivePeriodMs >= flags.maxIdleTimeoutMs) {
     throw new ReverstError('ERR_INVALID_OPTION', '--keep-alive-period must be shorter than --max-idle-timeout, or idle tunnels time out between pings');

@@ -3,14 +3,14 @@ import type { Duplex } from 'node:stream';
 import { rawTextResponse, replyText } from '../shared/http.js';
 import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, secretChecker } from './hop.js';
 import type { Metrics } from './metrics.js';
-import type { Proxy } from './proxy.js';
+import type { PublicProxy } from './proxy.js';
 
 export interface HopListenerDeps {
   /** Shared by the cluster's nodes; a request without it is answered 401 and goes nowhere. */
   secret: string;
   maxHeaderSize: number;
   metrics: Metrics;
-  proxy: Pick<Proxy, 'onHopRequest' | 'onUpgrade'>;
+  proxy: Pick<PublicProxy, 'onHopRequest' | 'onUpgrade'>;
   /** Called for each request served, so a drain can wait for it. */
   track(res: http.ServerResponse): void;
 }

@@ -82,7 +82,7 @@ export class HopClient {
       const up = await undiciRequest(`http://${target.address}${req.url ?? '/'}`, {
         method: req.method as 'GET',
         headers: out,
-        body: withBody ? req : undefined,
+        body: withBody ? req : null,
         dispatcher: this.#agent,
         headersTimeout: timeoutMs,
         bodyTimeout: 0,

@@ -20,8 +20,13 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     return;
   }
   const logger = createLogger({ level: flags.log });
-  const [key, cert] = await Promise.all([readFlagFile(flags.privateKeyPath, '-k/--private-key-path'), readFlagFile(flags.certificatePath, '-c/--certificate-path')]);
-  const clusterSecret = flags.clusterSecretFile ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim() : flags.clusterSecret;
+  const [key, cert] = await Promise.all([
+    readFlagFile(flags.privateKeyPath, '-k/--private-key-path'),
+    readFlagFile(flags.certificatePath, '-c/--certificate-path'),
+  ]);
+  const clusterSecret = flags.clusterSecretFile
+    ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
+    : flags.clusterSecret;
   const node = await startNode({
     tunnelAddress: flags.tunnelAddress,
     httpAddress: flags.httpAddress,

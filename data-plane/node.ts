@@ -23,7 +23,7 @@ export interface NodeOptions {
   /** Public HTTP listener, `host:port`. */
   httpAddress: string;
   /** Management listener (/metrics, /healthz, /readyz), `host:port`; none when unset. */
-  managementAddress?: string;
+  managementAddress?: string | undefined;
   /** The TLS name clients verify; logged and used as this node's identity in errors. */
   serverName: string;
   key: string | Buffer;
@@ -34,25 +34,25 @@ export interface NodeOptions {
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
-  unresponsiveTimeoutMs?: number;
+  unresponsiveTimeoutMs?: number | undefined;
   requestTimeoutMs: number;
   maxHeaderSize: number;
   /** Largest request body accepted (413 above); 0 or unset for no limit. */
-  maxBodySize?: number;
-  nodeId?: string;
+  maxBodySize?: number | undefined;
+  nodeId?: string | undefined;
   /** Where nodes publish which groups they hold: `memory` (default: this node alone), `redis://…`, `nats://…`. */
-  membership?: string;
+  membership?: string | undefined;
   /** How long a node that stops heartbeating stays in the route tables (default 6 s). */
-  membershipTtlMs?: number;
+  membershipTtlMs?: number | undefined;
   /** The internal hop listener other nodes forward requests to, `host:port` (cluster only). */
-  internalAddress?: string;
+  internalAddress?: string | undefined;
   /** Shared by every node of a cluster; the hop refuses requests without it. */
-  clusterSecret?: string;
-  registrationTimeoutMs?: number;
+  clusterSecret?: string | undefined;
+  registrationTimeoutMs?: number | undefined;
   /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
-  drainDeadlineMs?: number;
+  drainDeadlineMs?: number | undefined;
   /** How long in-flight requests get to finish on drain. */
-  drainTimeoutMs?: number;
+  drainTimeoutMs?: number | undefined;
   logger: Logger;
 }
 
@@ -107,14 +107,20 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   const membershipUrl = options.membership ?? 'memory';
   const clustered = !/^memory(:|$)/.test(membershipUrl);
   if (clustered && (!options.internalAddress || !options.clusterSecret)) {
-    throw new ReverstError('ERR_INVALID_OPTION', '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file');
+    throw new ReverstError(
+      'ERR_INVALID_OPTION',
+      '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file',
+    );
   }
   // What is open so far, closed again (last first) if a later step fails (a port in use, a bad store URL).
   const opened: Array<() => unknown> = [];
   try {
     return await openNode(options, { membershipUrl, clustered }, opened);
   } catch (err) {
-    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => {});
+    for (const close of opened.reverse())
+      await Promise.resolve()
+        .then(close)
+        .catch(() => {});
     throw err;
   }
 }

@@ -25,7 +25,7 @@ export interface ProxyDeps {
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
   /** Other nodes that hold a group's tunnels, in the order to try them (cluster only). */
-  remote?: { targets(group: string): HopTarget[]; hop: HopClient };
+  remote?: { targets(group: string): HopTarget[]; hop: HopClient } | undefined;
   /**
    * While a tunnel moves (a client reconnecting, or following a drain to another
    * node), its group can have no holder for a moment. Resolves true once one
@@ -37,7 +37,7 @@ export interface ProxyDeps {
 /** A group served this recently is likely moving, not gone: wait for it a little. */
 const HANDOVER_WINDOW_MS = 5_000;
 
-export interface Proxy {
+export interface PublicProxy {
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
   onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void;
   onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void;
@@ -121,14 +121,13 @@ function bodyLimit(limit: number, onExceeded: () => void): Transform {
   });
 }
 
-
 /**
  * Public HTTP → tunnel streams. Each visitor request gets a new stream on a
  * tunnel picked by the group's policy and is written on it as HTTP/1.1; bodies
  * stream both ways. A tunnel that fails before the response began is skipped
  * and the request retried on the next one while no body byte has gone out.
  */
-export function createProxy(deps: ProxyDeps): Proxy {
+export function createProxy(deps: ProxyDeps): PublicProxy {
   const log = deps.logger.child({ component: 'proxy' });
   const lastServed = new Map<string, number>();
 
@@ -229,7 +228,9 @@ export function createProxy(deps: ProxyDeps): Proxy {
         clearTimeout(deadline);
         if (!mayHop && !req.readableDidRead) {
           // The node that sent this may know another node for the group: let it retry there.
-          reply(res, 503, `no tunnel for group "${group}" on this node could take the request (forwarded requests are not forwarded again)`, { [HOP_NO_TUNNEL_HEADER]: '1' });
+          reply(res, 503, `no tunnel for group "${group}" on this node could take the request (forwarded requests are not forwarded again)`, {
+            [HOP_NO_TUNNEL_HEADER]: '1',
+          });
         } else if (tried.size === 0) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
         else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
         return;
@@ -329,7 +330,10 @@ export function createProxy(deps: ProxyDeps): Proxy {
     socket.on('error', () => {});
     const rawReply = (status: number, message: string): void => void socket.end(rawTextResponse(status, statusLine(status, message)));
     const group = hopGroup ?? deps.route(req.headers.host);
-    if (!group) return rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
+    if (!group) {
+      rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
+      return;
+    }
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
     const headers = hopGroup ? hopHeaders(req, true) : forwardHeaders(req, requestId, true);
     const splice = (far: Duplex, extra: string[] = []): void => {

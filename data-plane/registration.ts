@@ -115,7 +115,7 @@ export async function reauthorize(tunnel: Tunnel, deps: ReauthorizeDeps): Promis
     log.warn('could not check a tunnel against the changed authentication; keeping it', { reason: result.reason });
     return;
   }
-  log.info('tunnel closed: its credentials no longer pass the group\'s authentication', { reason: result.reason });
+  log.info("tunnel closed: its credentials no longer pass the group's authentication", { reason: result.reason });
   await tunnel.connection.close(closeForError(new UnauthorizedError(result.reason)));
 }
 

@@ -10,7 +10,7 @@ export interface Tunnel {
   /** The registration stream, kept open for control frames (drain). */
   readonly control: QuicStream;
   /** The credentials it registered with, checked again when its group's authentication changes. */
-  readonly authorization?: string;
+  readonly authorization?: string | undefined;
   /** Requests currently being served through this tunnel. */
   inFlight: number;
 }

@@ -35,14 +35,27 @@ const get = (): Promise<{ status: number; body: string }> =>
       .on('error', reject);
   });
 
-start('reverst', ['bin/reverst.js', '--standalone', '-l', 'info', '-n', 'flipt.dev.local', '-g', 'examples/simple/group.yml', '-k', 'examples/simple/server.key', '-c', 'examples/simple/server.crt']);
+start('reverst', [
+  'bin/reverst.js',
+  '--standalone',
+  '-l',
+  'info',
+  '-n',
+  'flipt.dev.local',
+  '-g',
+  'examples/simple/group.yml',
+  '-k',
+  'examples/simple/server.key',
+  '-c',
+  'examples/simple/server.crt',
+]);
 await waitFor(async () => (await get().catch(() => ({ status: 0 }))).status === 503, 'the node to listen');
 start('example', ['--import', 'tsx', 'examples/simple/main.ts', '--username', 'user', '--password', 'pass']);
 await waitFor(async () => (await get().catch(() => ({ status: 0 }))).status === 200, 'the example to register');
 
 const res = await get();
 process.stdout.write(`\ndemo: curl -H 'Host: flipt.dev.local' 127.0.0.1:8181/foo  →  ${res.status} ${res.body}\n`);
-process.stdout.write("demo: the node and the example keep running; try the curl yourself. Ctrl-C stops both.\n\n");
+process.stdout.write('demo: the node and the example keep running; try the curl yourself. Ctrl-C stops both.\n\n');
 
 async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 20_000;

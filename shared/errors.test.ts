@@ -1,14 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  BadRequestError,
-  ConfigError,
-  ERROR_CODES,
-  NotFoundError,
-  ProtocolError,
-  ReverstError,
-  ServerError,
-  UnauthorizedError,
-} from './errors.js';
+import { BadRequestError, ConfigError, ERROR_CODES, NotFoundError, ProtocolError, ReverstError, ServerError, UnauthorizedError } from './errors.js';
 
 describe('errors', () => {
   const samples: ReverstError[] = [

@@ -21,15 +21,15 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export interface ReverstErrorOptions {
-  status?: number;
-  cause?: unknown;
+  status?: number | undefined;
+  cause?: unknown | undefined;
 }
 
 export class ReverstError extends Error {
   override name = 'ReverstError';
   readonly code: ErrorCode;
   /** The HTTP status this error maps to, where one applies. */
-  readonly status?: number;
+  readonly status?: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: ReverstErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -41,10 +41,10 @@ export class ReverstError extends Error {
 /** Where in a configuration source a problem is. */
 export interface ConfigLocation {
   source: string;
-  line?: number;
-  column?: number;
+  line?: number | undefined;
+  column?: number | undefined;
   /** Field path such as `groups."flipt".authentication.basic.password`. */
-  field?: string;
+  field?: string | undefined;
 }
 
 export interface ConfigIssue extends ConfigLocation {
@@ -59,16 +59,16 @@ export function formatConfigIssue(issue: ConfigIssue): string {
 export class ConfigError extends ReverstError {
   override name = 'ConfigError';
   readonly source: string;
-  readonly line?: number;
-  readonly column?: number;
-  readonly field?: string;
+  readonly line?: number | undefined;
+  readonly column?: number | undefined;
+  readonly field?: string | undefined;
   /** All problems found; the location fields above are those of the first. */
   readonly issues: readonly ConfigIssue[];
 
   constructor(issues: ConfigIssue[], options: { code?: ErrorCode; cause?: unknown } = {}) {
     if (issues.length === 0) throw new RangeError('ConfigError needs at least one issue');
     super(options.code ?? 'ERR_CONFIG_INVALID', issues.map(formatConfigIssue).join('\n'), { cause: options.cause });
-    const [first] = issues;
+    const first = issues[0]!;
     this.source = first.source;
     this.line = first.line;
     this.column = first.column;

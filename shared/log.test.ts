@@ -14,8 +14,8 @@ describe('createLogger', () => {
     const { logger, lines, records } = capture('debug');
     logger.child({ component: 'proxy' }).child({ group: 'g' }).info('request done', { status: 200 });
     expect(lines).toHaveLength(1);
-    expect(lines[0].endsWith('\n')).toBe(true);
-    expect(lines[0].trimEnd().includes('\n')).toBe(false);
+    expect(lines[0]!.endsWith('\n')).toBe(true);
+    expect(lines[0]!.trimEnd().includes('\n')).toBe(false);
     expect(records()[0]).toEqual({
       time: '1970-01-01T00:00:00.000Z',
       level: 'info',
@@ -39,7 +39,7 @@ describe('createLogger', () => {
     const { logger, records } = capture('info');
     const error = new ReverstError('ERR_SERVER', 'boom', { cause: new Error('root') });
     logger.error('failed', { err: error });
-    const logged = records()[0].err as Record<string, any>;
+    const logged = records()[0]!.err as Record<string, unknown>;
     expect(logged).toMatchObject({ name: 'ReverstError', message: 'boom', code: 'ERR_SERVER', cause: { message: 'root' } });
     expect(logged.stack).toContain('boom');
   });
@@ -51,7 +51,7 @@ describe('createLogger', () => {
     expect(() => logger.info('cyclic', { cyclic, big: 1n })).not.toThrow();
     expect(records()[0]).toMatchObject({ level: 'info', msg: 'cyclic', logError: expect.stringContaining('not serializable') });
     logger.info('bigint', { big: 10n });
-    expect(records()[1].big).toBe('10');
+    expect(records()[1]!.big).toBe('10');
   });
 
   it('silentLogger and its children write nothing', () => {

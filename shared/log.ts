@@ -23,8 +23,8 @@ export interface LoggerOptions {
   /** Case-insensitive: `-l INFO` and `REVERST_LOG=debug` both work, as in the seed. */
   level: string;
   /** Defaults to stderr so that stdout stays free for command output. */
-  stream?: LogSink;
-  now?: () => Date;
+  stream?: LogSink | undefined;
+  now?: (() => Date) | undefined;
 }
 
 export function parseLogLevel(value: string): LogLevel {

@@ -1,13 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
-import {
-  BadRequestError,
-  NotFoundError,
-  ProtocolError,
-  ServerError,
-  UnauthorizedError,
-} from './errors.js';
+import { BadRequestError, NotFoundError, ProtocolError, ServerError, UnauthorizedError } from './errors.js';
 import {
   CloseCode,
   CloseReason,
@@ -92,9 +86,7 @@ describe('encodeFrame / FrameDecoder', () => {
     const exact = { p: 'x'.repeat(MAX_FRAME_SIZE - 6) };
     expect(encodeFrame(exact).byteLength).toBe(4 + MAX_FRAME_SIZE);
     expect(new FrameDecoder().push(encodeFrame(exact))).toEqual([exact]);
-    expect(() => encodeFrame({ p: 'x'.repeat(MAX_FRAME_SIZE) })).toThrow(
-      expect.objectContaining({ code: 'ERR_PROTOCOL_FRAME_TOO_LARGE' }),
-    );
+    expect(() => encodeFrame({ p: 'x'.repeat(MAX_FRAME_SIZE) })).toThrow(expect.objectContaining({ code: 'ERR_PROTOCOL_FRAME_TOO_LARGE' }));
   });
 
   it('rejects an oversized length prefix before the body arrives', () => {

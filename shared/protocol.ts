@@ -3,14 +3,7 @@
  * the client and the data plane share. Message field names follow the Go seed.
  */
 import { decode, encode } from '@msgpack/msgpack';
-import {
-  BadRequestError,
-  NotFoundError,
-  ProtocolError,
-  RegistrationError,
-  ServerError,
-  UnauthorizedError,
-} from './errors.js';
+import { BadRequestError, NotFoundError, ProtocolError, type RegistrationError, ServerError, UnauthorizedError } from './errors.js';
 
 export const ALPN = 'reverst/1';
 export const PROTOCOL_VERSION = 1;
@@ -64,7 +57,7 @@ export interface RegisterRequest {
 export interface RegisterResponse {
   Version: number;
   Code: number;
-  Metadata?: { NodeId?: string } & Record<string, string>;
+  Metadata?: ({ NodeId?: string } & Record<string, string>) | undefined;
 }
 
 export interface DrainFrame {
@@ -151,8 +144,8 @@ export class FrameDecoder {
   }
 
   private peek(n: number): Buffer {
-    if (this.chunks[0].byteLength < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0];
+    if (this.chunks[0]!.byteLength < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
   }
 
   private take(n: number): Buffer {
@@ -166,8 +159,8 @@ export class FrameDecoder {
 }
 
 export interface ReadFrameOptions {
-  timeoutMs?: number;
-  maxSize?: number;
+  timeoutMs?: number | undefined;
+  maxSize?: number | undefined;
 }
 
 /**
@@ -207,10 +200,7 @@ export function readFrame(stream: NodeJS.ReadableStream, options: ReadFrameOptio
     };
     const onEnd = () => finish(unexpectedEof(decoder.bufferedBytes));
     const onError = (err: Error) => finish(err);
-    const timer = setTimeout(
-      () => finish(new ProtocolError('ERR_PROTOCOL_TIMEOUT', `no complete frame within ${timeoutMs}ms`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => finish(new ProtocolError('ERR_PROTOCOL_TIMEOUT', `no complete frame within ${timeoutMs}ms`)), timeoutMs);
 
     stream.on('error', onError);
     const { readableEnded, destroyed } = stream as { readableEnded?: boolean; destroyed?: boolean };

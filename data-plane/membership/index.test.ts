@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReverstError } from '../../shared/errors.js';
-import {
-  createMembership,
-  DEFAULT_HEARTBEAT_MS,
-  DEFAULT_NAMESPACE,
-  DEFAULT_RESYNC_MS,
-  DEFAULT_TTL_MS,
-  parseMembershipOptions,
-} from './index.js';
+import { createMembership, DEFAULT_HEARTBEAT_MS, DEFAULT_NAMESPACE, DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, parseMembershipOptions } from './index.js';
 
 describe('createMembership', () => {
   const accepted = ['memory', 'memory://', 'memory://cluster', 'redis://127.0.0.1:6379', 'rediss://cache:6380/2', 'nats://127.0.0.1:4222', 'NATS://u:p@host'];
@@ -66,7 +59,14 @@ describe('createMembership', () => {
     await b.start({ id: 'b', address: 'b:1' });
     expect(() => b.setGroups(['g'])).not.toThrow();
     a.setGroups(['g']);
-    await expect.poll(() => b.nodesFor('g').map((n) => n.id).sort()).toEqual(['a', 'b']);
+    await expect
+      .poll(() =>
+        b
+          .nodesFor('g')
+          .map((n) => n.id)
+          .sort(),
+      )
+      .toEqual(['a', 'b']);
     await Promise.all([a.stop(), b.stop()]);
   });
 });

@@ -87,7 +87,6 @@ export function createMembership(url: string, options: MembershipOptions = {}): 
   if (scheme === 'memory') return new StoreMembership(new MemoryStore(url.slice('memory://'.length)), resolved);
   if (scheme !== 'redis' && scheme !== 'rediss' && scheme !== 'nats') throw invalid('unsupported');
   if (!URL.canParse(url)) throw invalid('malformed URL for the');
-  const store =
-    scheme === 'nats' ? new NatsStore(url, resolved.namespace, resolved.ttlMs, logger) : new RedisStore(url, resolved.namespace, logger);
+  const store = scheme === 'nats' ? new NatsStore(url, resolved.namespace, resolved.ttlMs, logger) : new RedisStore(url, resolved.namespace, logger);
   return new StoreMembership(store, resolved);
 }

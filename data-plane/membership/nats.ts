@@ -12,17 +12,7 @@
  * stream announcements would give, with explicit deletes when a node leaves.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  connect,
-  Events,
-  KvWatchInclude,
-  type ConnectionOptions,
-  type KV,
-  type KvEntry,
-  type NatsConnection,
-  type QueuedIterator,
-  type Status,
-} from 'nats';
+import { connect, Events, KvWatchInclude, type ConnectionOptions, type KV, type KvEntry, type NatsConnection, type QueuedIterator, type Status } from 'nats';
 import type { Logger } from '../../shared/log.js';
 import { decodeRecord, encodeRecord, redactUrl, type MembershipStore, type NodeRecord, type StoreListener } from './store.js';
 
@@ -248,9 +238,7 @@ export class NatsStore implements MembershipStore {
   }
 
   #track(task: Promise<void>): void {
-    const tracked = task
-      .catch((err: unknown) => this.#logger.error('membership background task failed', { err }))
-      .finally(() => this.#tasks.delete(tracked));
+    const tracked = task.catch((err: unknown) => this.#logger.error('membership background task failed', { err })).finally(() => this.#tasks.delete(tracked));
     this.#tasks.add(tracked);
   }
 }

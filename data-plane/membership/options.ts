@@ -23,17 +23,17 @@ export const DEFAULT_NAMESPACE = 'reverst';
 
 export interface MembershipOptions {
   /** Node record time-to-live (default {@link DEFAULT_TTL_MS}). */
-  ttlMs?: number;
+  ttlMs?: number | undefined;
   /** How often a node refreshes its record (default {@link DEFAULT_HEARTBEAT_MS}); must be below `ttlMs`. */
-  heartbeatMs?: number;
+  heartbeatMs?: number | undefined;
   /** How often a node re-reads the whole store (default {@link DEFAULT_RESYNC_MS}). */
-  resyncMs?: number;
+  resyncMs?: number | undefined;
   /** Letters, digits, `-` and `_` (default {@link DEFAULT_NAMESPACE}). */
-  namespace?: string;
-  logger?: Logger;
+  namespace?: string | undefined;
+  logger?: Logger | undefined;
 }
 
-export type ResolvedMembershipOptions = Required<MembershipOptions>;
+export type ResolvedMembershipOptions = { [K in keyof MembershipOptions]-?: NonNullable<MembershipOptions[K]> };
 
 // Valid in a Redis key prefix and in a NATS bucket name alike.
 const NAMESPACE_RE = /^[A-Za-z0-9_-]+$/;
@@ -51,11 +51,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 /** Applies defaults and rejects values (or combinations) that cannot work. */
 export function parseMembershipOptions(options: MembershipOptions = {}): ResolvedMembershipOptions {
   const ttlMs = positiveInteger('ttlMs', options.ttlMs, DEFAULT_TTL_MS);
-  const heartbeatMs = positiveInteger(
-    'heartbeatMs',
-    options.heartbeatMs,
-    Math.max(1, Math.min(DEFAULT_HEARTBEAT_MS, Math.floor(ttlMs / 3))),
-  );
+  const heartbeatMs = positiveInteger('heartbeatMs', options.heartbeatMs, Math.max(1, Math.min(DEFAULT_HEARTBEAT_MS, Math.floor(ttlMs / 3))));
   if (heartbeatMs >= ttlMs) {
     throw invalid(
       `membership heartbeatMs (${heartbeatMs}) must be shorter than ttlMs (${ttlMs}), ` +

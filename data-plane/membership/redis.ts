@@ -35,6 +35,9 @@ const CLIENT_OPTIONS: RedisOptions = {
   retryStrategy: (attempt) => Math.min(RECONNECT_MIN_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS) + Math.random() * RECONNECT_MIN_MS,
 };
 
+// ioredis's constructor overloads reject a RedisOptions value under exactOptionalPropertyTypes; this is the (url, options) one.
+const RedisWithUrl = Redis as new (url: string, options: RedisOptions) => Redis;
+
 export class RedisStore implements MembershipStore {
   readonly name: string;
   readonly #url: string;
@@ -135,7 +138,7 @@ export class RedisStore implements MembershipStore {
       const values = await client.mget(batch);
       values.forEach((value, j) => {
         const record = value === null ? undefined : this.#decode(value); // null: expired since the SCAN
-        if (record) records.set(batch[j].slice(this.#prefix.length + 'node:'.length), record);
+        if (record) records.set(batch[j]!.slice(this.#prefix.length + 'node:'.length), record);
       });
     }
     return records;
@@ -147,7 +150,7 @@ export class RedisStore implements MembershipStore {
   }
 
   #connect(role: string): Redis {
-    const client = new Redis(this.#url, { ...CLIENT_OPTIONS, connectionName: `reverst-membership-${role}` });
+    const client = new RedisWithUrl(this.#url, { ...CLIENT_OPTIONS, connectionName: `reverst-membership-${role}` });
     // Without an 'error' listener ioredis prints every failed reconnect to the console.
     client.on('error', (err: Error) => {
       this.#lastError = err.message;

@@ -3,7 +3,11 @@ import { RouteTable } from './route-table.js';
 import type { NodeRecord } from './store.js';
 
 const record = (address: string, ...groups: string[]): NodeRecord => ({ address, groups });
-const ids = (table: RouteTable, group: string) => table.nodesFor(group).map((n) => n.id).sort();
+const ids = (table: RouteTable, group: string) =>
+  table
+    .nodesFor(group)
+    .map((n) => n.id)
+    .sort();
 
 describe('RouteTable', () => {
   it('indexes nodes by group and reports only real changes', () => {
@@ -29,10 +33,24 @@ describe('RouteTable', () => {
     table.apply('gone', record('g:1', 'x'));
     table.apply('kept', record('k:1', 'x'));
     table.beginListing();
-    expect(table.replace(new Map([['kept', record('k:1', 'x')], ['new', record('n:1', 'x')]]))).toBe(true);
+    expect(
+      table.replace(
+        new Map([
+          ['kept', record('k:1', 'x')],
+          ['new', record('n:1', 'x')],
+        ]),
+      ),
+    ).toBe(true);
     expect(ids(table, 'x')).toEqual(['kept', 'new']);
     table.beginListing();
-    expect(table.replace(new Map([['kept', record('k:1', 'x')], ['new', record('n:1', 'x')]]))).toBe(false);
+    expect(
+      table.replace(
+        new Map([
+          ['kept', record('k:1', 'x')],
+          ['new', record('n:1', 'x')],
+        ]),
+      ),
+    ).toBe(false);
   });
 
   it('replace() keeps what events wrote while the listing was read: they may be newer', () => {
@@ -42,7 +60,12 @@ describe('RouteTable', () => {
     table.apply('a', record('a:1', 'x', 'y')); // a changed after the listing read it
     table.apply('b', record('b:1', 'x')); // b joined after the listing
     table.apply('c', undefined); // c left after the listing saw it
-    table.replace(new Map([['a', record('a:1', 'x')], ['c', record('c:1', 'x')]]));
+    table.replace(
+      new Map([
+        ['a', record('a:1', 'x')],
+        ['c', record('c:1', 'x')],
+      ]),
+    );
     expect(ids(table, 'y')).toEqual(['a']);
     expect(ids(table, 'x')).toEqual(['a', 'b']);
 

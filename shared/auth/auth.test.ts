@@ -9,8 +9,7 @@ import { createAuthenticator, parseAuthorization, type AuthenticatorOptions } fr
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const basicHeader = (user: string, pass: string, scheme = 'Basic') => `${scheme} ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
-const authenticator = (authentication: GroupAuthentication, options?: AuthenticatorOptions) =>
-  createAuthenticator({ authentication }, options);
+const authenticator = (authentication: GroupAuthentication, options?: AuthenticatorOptions) => createAuthenticator({ authentication }, options);
 
 const basic = { scheme: 'Basic', username: 'user', password: 'p:ss wörd' };
 const bearer = { scheme: 'Bearer', hashedToken: sha256('s3cret') };
@@ -82,7 +81,7 @@ describe('bearer', () => {
 });
 
 describe('external', () => {
-  type Seen = { method?: string; url?: string; authorization?: string; group?: string };
+  type Seen = { method: string | undefined; url: string | undefined; authorization: string | undefined; group: string | undefined };
   const servers: http.Server[] = [];
   afterEach(async () => {
     await Promise.all(
@@ -141,7 +140,11 @@ describe('external', () => {
     const logger = createLogger({ level: 'warn', stream: { write: (line) => lines.push(line) } });
     const auth = authenticator({ external: { scheme: 'Bearer', endpoint } }, { logger });
     const result = await auth.authenticate('Bearer x', 'g');
-    expect(result).toEqual({ ok: false, reason: expect.stringMatching(new RegExp(`^external: request to ${endpoint} failed: .*ECONNREFUSED`)), unavailable: true });
+    expect(result).toEqual({
+      ok: false,
+      reason: expect.stringMatching(new RegExp(`^external: request to ${endpoint} failed: .*ECONNREFUSED`)),
+      unavailable: true,
+    });
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({ level: 'warn', component: 'auth', strategy: 'external', endpoint, group: 'g', reason: (result as { reason: string }).reason }),
     ]);

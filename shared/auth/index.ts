@@ -17,10 +17,10 @@ export { sameDigest, sha256 } from './strategies.js';
 export const DEFAULT_EXTERNAL_TIMEOUT_MS = 5_000;
 
 export interface AuthenticatorOptions {
-  fetch?: typeof globalThis.fetch;
+  fetch?: typeof globalThis.fetch | undefined;
   /** For groups whose `external` block sets no `timeout`. */
-  externalTimeoutMs?: number;
-  logger?: Logger;
+  externalTimeoutMs?: number | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface Authenticator {
@@ -32,7 +32,7 @@ export interface Authenticator {
 export function parseAuthorization(header: string): Credentials | undefined {
   const trimmed = header.trim();
   const match = /^(\S+)\s+(\S.*)$/s.exec(trimmed);
-  return match ? { scheme: match[1], payload: match[2], header: trimmed } : undefined;
+  return match ? { scheme: match[1]!, payload: match[2]!, header: trimmed } : undefined;
 }
 
 export function createAuthenticator(group: Pick<Group, 'authentication'>, options: AuthenticatorOptions = {}): Authenticator {

@@ -12,7 +12,7 @@ export function parseDuration(text: string): number | undefined {
   while (part.lastIndex < text.length) {
     const match = part.exec(text);
     if (!match) return undefined;
-    total += Number(match[1]) * UNIT_MS[match[2]];
+    total += Number(match[1]) * UNIT_MS[match[2]!]!;
     matched++;
   }
   return matched > 0 ? total : undefined;

@@ -189,6 +189,8 @@ describe('groupsSourceFromUrl', () => {
     ['https://control-plane:8080/v1/groups', 'https:// tunnel groups sources are not supported yet'],
     ['s3://bucket/groups.yml', 'unknown tunnel groups source scheme "s3://"'],
   ])('refuses %s for now', (spec, message) => {
-    expect(() => groupsSourceFromUrl(spec)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_SOURCE_UNSUPPORTED', message: expect.stringContaining(message) }));
+    expect(() => groupsSourceFromUrl(spec)).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_SOURCE_UNSUPPORTED', message: expect.stringContaining(message) }),
+    );
   });
 });

@@ -13,7 +13,7 @@ const yaml = (lines: string[]) => `${lines.join('\n')}\n`;
 async function group(text: string, options?: ParseGroupsOptions) {
   const config = await parseGroups(text, 'groups.yml', options);
   expect(config.groups.size).toBe(1);
-  return [...config.groups.values()][0];
+  return [...config.groups.values()][0]!;
 }
 
 async function configError(text: string, options?: ParseGroupsOptions): Promise<ConfigError> {
@@ -84,9 +84,17 @@ describe('parseGroups: what the seed accepts', () => {
   });
 
   it('treats empty strings as unset, as the seed does', async () => {
-    const g = await group(yaml(['groups:', '  g:', '    authentication:', '      bearer: { scheme: "", token: "", hashedToken: "" , tokenPath: "" , hashedTokenPath: "' + 'A'.repeat(64) + '" }']), {
-      readFile: async () => 'b'.repeat(64),
-    });
+    const g = await group(
+      yaml([
+        'groups:',
+        '  g:',
+        '    authentication:',
+        '      bearer: { scheme: "", token: "", hashedToken: "" , tokenPath: "" , hashedTokenPath: "' + 'A'.repeat(64) + '" }',
+      ]),
+      {
+        readFile: async () => 'b'.repeat(64),
+      },
+    );
     expect(g.authentication.bearer).toEqual({ scheme: 'Bearer', hashedToken: 'b'.repeat(64) });
   });
 
@@ -115,7 +123,7 @@ describe('parseGroups: bearer token forms', () => {
     const files: Record<string, string> = { 'secrets/token': 's3cret\n', 'secrets/hash': `${sha256('other')}\n` };
     const readFile = async (path: string) => {
       if (!(path in files)) throw new Error(`ENOENT: no such file or directory, open '${path}'`);
-      return files[path];
+      return files[path]!;
     };
     expect((await group(bearer('tokenPath: secrets/token'), { readFile })).authentication.bearer!.hashedToken).toBe(sha256('s3cret'));
     expect((await group(bearer('hashedTokenPath: secrets/hash'), { readFile })).authentication.bearer!.hashedToken).toBe(sha256('other'));
@@ -146,7 +154,13 @@ describe('parseGroups: bearer token forms', () => {
 describe('parseGroups: extensions', () => {
   it('reads loadBalancing and an external timeout', async () => {
     const g = await group(
-      yaml(['groups:', '  g:', '    loadBalancing: least-inflight', '    authentication:', '      external: { endpoint: "https://auth.example/check", timeout: 1m30s }']),
+      yaml([
+        'groups:',
+        '  g:',
+        '    loadBalancing: least-inflight',
+        '    authentication:',
+        '      external: { endpoint: "https://auth.example/check", timeout: 1m30s }',
+      ]),
     );
     expect(g.loadBalancing).toBe('least-inflight');
     expect(g.authentication.external).toEqual({ scheme: 'Bearer', endpoint: 'https://auth.example/check', timeoutMs: 90_000 });
@@ -179,7 +193,11 @@ describe('parseGroups: errors name source, line, column and field', () => {
     ],
     ['unknown top-level field', 'group:\n  a: {}\n', 'groups.yml:1:1: group: unknown field (expected one of groups)'],
     ['wrong type for hosts', g('    hosts: flipt.dev'), 'groups.yml:3:12: groups."flipt".hosts: expected a list of hosts, got a string'],
-    ['wrong type for a string', g('    authentication:', '      basic: { username: [u], password: p }'), 'groups.yml:4:26: groups."flipt".authentication.basic.username: expected a string, got a list'],
+    [
+      'wrong type for a string',
+      g('    authentication:', '      basic: { username: [u], password: p }'),
+      'groups.yml:4:26: groups."flipt".authentication.basic.username: expected a string, got a list',
+    ],
     ['wrong type for a map', g('    authentication: basic'), 'groups.yml:3:21: groups."flipt".authentication: expected a map, got a string'],
     ['a list at the root', '- a\n', 'groups.yml:1:1: expected a map with a "groups" key, got a list'],
     [

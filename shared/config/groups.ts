@@ -36,13 +36,13 @@ export interface ExternalAuthentication {
   scheme: string;
   endpoint: string;
   /** Per-group override of the authenticator's default timeout. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 export interface GroupAuthentication {
-  basic?: BasicAuthentication;
-  bearer?: BearerAuthentication;
-  external?: ExternalAuthentication;
+  basic?: BasicAuthentication | undefined;
+  bearer?: BearerAuthentication | undefined;
+  external?: ExternalAuthentication | undefined;
 }
 
 export interface Group {
@@ -63,9 +63,9 @@ export interface ParseGroupsOptions {
    * Reads a tokenPath or hashedTokenPath; gets the path as written in the file.
    * Defaults to the file system, relative to `baseDir`.
    */
-  readFile?: (path: string) => Promise<string>;
+  readFile?: ((path: string) => Promise<string>) | undefined;
   /** Directory relative token paths start from; defaults to the directory of `sourceName`. */
-  baseDir?: string;
+  baseDir?: string | undefined;
 }
 
 const TOKEN_SOURCES = ['token', 'tokenPath', 'hashedToken', 'hashedTokenPath'] as const;
@@ -321,13 +321,9 @@ class GroupsParser {
       if (!wrongType) this.reader.report(node, field, `one of ${TOKEN_SOURCES.join(', ')} is required`);
       return undefined;
     }
-    const [{ name, entry, value }, conflicting] = sources;
+    const [{ name, entry, value }, conflicting] = sources as [(typeof sources)[number], ...typeof sources];
     if (conflicting) {
-      this.reader.report(
-        conflicting.entry.key,
-        `${field}.${conflicting.name}`,
-        `conflicts with ${name}: set only one of ${TOKEN_SOURCES.join(', ')}`,
-      );
+      this.reader.report(conflicting.entry.key, `${field}.${conflicting.name}`, `conflicts with ${name}: set only one of ${TOKEN_SOURCES.join(', ')}`);
       return undefined;
     }
     const sourceField = `${field}.${name}`;

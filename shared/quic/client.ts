@@ -4,16 +4,16 @@ import { buildConfig } from './config.js';
 import { QuicConnection, type HostPort } from './connection.js';
 import { QuicConnectTimeoutError, QuicConnectionRefusedError, QuicClosedError } from './errors.js';
 import { quiche } from './native.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
 import { bindUdp } from './socket.js';
 
-export interface QuicConnectOptions extends Partial<QuicTransportOptions>, TlsOptions {
+export interface QuicConnectOptions extends QuicTransportOverrides, TlsOptions {
   alpn: string[];
   host: string;
   port: number;
   /** Name checked against the server certificate and sent as SNI (default: host). */
-  serverName?: string;
-  connectTimeoutMs?: number;
+  serverName?: string | undefined;
+  connectTimeoutMs?: number | undefined;
 }
 
 /**

@@ -100,10 +100,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #closeRequest: { code: number; reason: string } | undefined;
   #resolveClosed!: (info: QuicCloseInfo) => void;
 
-  constructor(
-    native: NativeConnection,
-    init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort },
-  ) {
+  constructor(native: NativeConnection, init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort }) {
     super();
     this.native = native;
     this.isServer = init.isServer;
@@ -424,10 +421,14 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (now - this.#livenessDue > LATE_CHECK_MS) {
       // This process was blocked: the peer's answers may be sitting unread. Wait afresh.
       this.#unansweredSince = now;
-      return this.#armLiveness(limit);
+      this.#armLiveness(limit);
+      return;
     }
     const quiet = this.#quietFor(now);
-    if (quiet < limit) return this.#armLiveness(limit - quiet);
+    if (quiet < limit) {
+      this.#armLiveness(limit - quiet);
+      return;
+    }
     // Timers run before pending datagrams are read: let those in first, then decide.
     setImmediate(() => {
       if (this.#final || this.#closeSent || this.#unansweredSince === 0) return;
@@ -588,7 +589,10 @@ function describe(e: NativeConnectionError, byPeer: boolean): QuicCloseInfo {
   const info: QuicCloseInfo = { byPeer, app: e.isApp, code: e.errorCode, reason };
   if (!e.isApp && isCryptoError(e.errorCode)) info.error = new QuicTlsError(tlsAlertOf(e.errorCode), byPeer, reason || undefined);
   else if (!e.isApp && e.errorCode !== 0) {
-    info.error = new QuicError('ERR_QUIC_PROTOCOL', `QUIC transport error 0x${e.errorCode.toString(16)} (${byPeer ? 'peer' : 'local'})${reason ? `: ${reason}` : ''}`);
+    info.error = new QuicError(
+      'ERR_QUIC_PROTOCOL',
+      `QUIC transport error 0x${e.errorCode.toString(16)} (${byPeer ? 'peer' : 'local'})${reason ? `: ${reason}` : ''}`,
+    );
   }
   return info;
 }

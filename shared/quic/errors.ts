@@ -88,9 +88,7 @@ export class QuicPeerUnresponsiveError extends QuicError {
 /** The connection was closed (by either side) while something still used it. */
 export class QuicClosedError extends QuicError {
   override name = 'QuicClosedError';
-  constructor(
-    readonly info: QuicCloseInfo,
-  ) {
+  constructor(readonly info: QuicCloseInfo) {
     const who = info.byPeer ? 'peer' : 'local side';
     const reason = info.reason ? `: ${info.reason}` : '';
     super('ERR_QUIC_CLOSED', `connection closed by ${who} (${info.app ? 'application' : 'transport'} code 0x${info.code.toString(16)})${reason}`);

@@ -2,13 +2,7 @@
 // native quiche binding: the package's own classes are slow and can hang
 // (see README "Transport"), so shared/quic drives quiche with its own loop.
 import { quiche } from '@matrixai/quic/native/index.js';
-import type {
-  Config,
-  Connection as NativeConnection,
-  ConnectionError as NativeConnectionError,
-  Header,
-  Stats,
-} from '@matrixai/quic/native/types.js';
+import type { Config, Connection as NativeConnection, ConnectionError as NativeConnectionError, Header, Stats } from '@matrixai/quic/native/types.js';
 
 export { quiche };
 export type { Config, NativeConnection, NativeConnectionError, Header, Stats };

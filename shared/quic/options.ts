@@ -50,6 +50,9 @@ export const CLOSE_DRAIN_LIMIT_MS = 3_000;
 
 export type CongestionControl = 'cubic' | 'reno' | 'bbr';
 
+/** Transport options a caller may leave out (or pass as undefined) to get the defaults. */
+export type QuicTransportOverrides = { [K in keyof QuicTransportOptions]?: QuicTransportOptions[K] | undefined };
+
 export interface QuicTransportOptions {
   /** ALPN protocols offered (client) or accepted (server). Required. */
   alpn: string[];
@@ -73,20 +76,17 @@ export interface QuicTransportOptions {
 
 export interface TlsOptions {
   /** PEM private key and certificate chain (required on the server). */
-  key?: string | Buffer;
-  cert?: string | Buffer;
+  key?: string | Buffer | undefined;
+  cert?: string | Buffer | undefined;
   /** PEM CA bundle the peer's certificate must chain to. */
-  ca?: string | Buffer;
+  ca?: string | Buffer | undefined;
   /** Verify the peer's certificate (clients: default true). */
-  verifyPeer?: boolean;
+  verifyPeer?: boolean | undefined;
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 << 20;
 
-export function parseQuicOptions(
-  partial: Partial<QuicTransportOptions> & { alpn?: string[] },
-  defaults: Partial<QuicTransportOptions> = {},
-): QuicTransportOptions {
+export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: string[] }, defaults: QuicTransportOverrides = {}): QuicTransportOptions {
   const o: QuicTransportOptions = {
     alpn: [],
     idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
@@ -101,13 +101,25 @@ export function parseQuicOptions(
     maxUdpPayload: DEFAULT_MAX_UDP_PAYLOAD,
     streamWriteBuffer: DEFAULT_STREAM_WRITE_BUFFER,
     socketBuffer: DEFAULT_SOCKET_BUFFER,
-    ...defaults,
+    ...stripUndefined(defaults),
     ...stripUndefined(partial),
   };
   if (!Array.isArray(o.alpn) || o.alpn.length === 0 || o.alpn.some((p) => typeof p !== 'string' || p.length === 0 || p.length > 255)) {
     throw new TypeError('alpn: give at least one protocol name of 1-255 bytes');
   }
-  for (const key of ['idleTimeoutMs', 'keepAliveMs', 'unresponsiveTimeoutMs', 'streamWindow', 'maxStreamWindow', 'connectionWindow', 'maxConnectionWindow', 'maxStreams', 'maxUdpPayload', 'streamWriteBuffer', 'socketBuffer'] as const) {
+  for (const key of [
+    'idleTimeoutMs',
+    'keepAliveMs',
+    'unresponsiveTimeoutMs',
+    'streamWindow',
+    'maxStreamWindow',
+    'connectionWindow',
+    'maxConnectionWindow',
+    'maxStreams',
+    'maxUdpPayload',
+    'streamWriteBuffer',
+    'socketBuffer',
+  ] as const) {
     const v = o[key];
     if (!Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected a non-negative number, got ${String(v)}`);
   }
@@ -127,6 +139,6 @@ export function parseQuicOptions(
   return o;
 }
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+function stripUndefined<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }

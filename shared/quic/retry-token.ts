@@ -49,11 +49,6 @@ export class RetryTokens {
   }
 
   #tag(body: Buffer, retryScid: Uint8Array, from: HostPort): Buffer {
-    return createHmac('sha256', this.#key)
-      .update(body)
-      .update(retryScid)
-      .update(`|${from.host}|${from.port}`)
-      .digest()
-      .subarray(0, TAG_BYTES);
+    return createHmac('sha256', this.#key).update(body).update(retryScid).update(`|${from.host}|${from.port}`).digest().subarray(0, TAG_BYTES);
   }
 }

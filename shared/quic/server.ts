@@ -5,7 +5,7 @@ import { buildConfig } from './config.js';
 import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
 import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
-import { parseQuicOptions, type QuicTransportOptions, type TlsOptions } from './options.js';
+import { parseQuicOptions, type QuicTransportOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
 import { RetryTokens } from './retry-token.js';
 import { bindUdp } from './socket.js';
 
@@ -27,12 +27,12 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 export const DEFAULT_RETRY_ABOVE_PENDING = 256;
 
-export interface QuicServerOptions extends Partial<QuicTransportOptions>, TlsOptions {
+export interface QuicServerOptions extends QuicTransportOverrides, TlsOptions {
   alpn: string[];
-  host?: string;
-  port?: number;
+  host?: string | undefined;
+  port?: number | undefined;
   /** Handshakes in progress above which new clients get a Retry first (0: always; MAX_PENDING_HANDSHAKES or more: never). */
-  retryAbovePending?: number;
+  retryAbovePending?: number | undefined;
 }
 
 /**
@@ -159,7 +159,10 @@ export class QuicServer extends EventEmitter implements PacketSink {
     this.#routeKeys.set(conn, keys);
     this.#connections.add(conn);
     this.#pending++;
-    const timer = setTimeout(() => conn.abort(new QuicError('ERR_QUIC_CONNECT_TIMEOUT', `handshake with ${remote.host}:${remote.port} not done within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => conn.abort(new QuicError('ERR_QUIC_CONNECT_TIMEOUT', `handshake with ${remote.host}:${remote.port} not done within ${HANDSHAKE_TIMEOUT_MS} ms`)),
+      HANDSHAKE_TIMEOUT_MS,
+    );
     timer.unref();
     const settled = (): void => {
       clearTimeout(timer);

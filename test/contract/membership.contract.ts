@@ -206,56 +206,53 @@ export function membershipContract(backend: MembershipBackend): void {
     }, 1_000);
   });
 
-  it.skipIf(!backend.outage)(
-    'a store outage degrades health but keeps routing; after the restart everything is published again',
-    async () => {
-      const outage = backend.outage!;
-      const c = cluster(backend);
-      const a = await c.join('a', [FLIPT]);
-      const b = await c.join('b');
-      await eventually(() => expect(ids(a.nodes())).toEqual(['a', 'b']), EVENT_DEADLINE_MS);
-      const health: boolean[] = [];
-      b.on('health', (h) => health.push(h.ok));
+  it.skipIf(!backend.outage)('a store outage degrades health but keeps routing; after the restart everything is published again', async () => {
+    const outage = backend.outage!;
+    const c = cluster(backend);
+    const a = await c.join('a', [FLIPT]);
+    const b = await c.join('b');
+    await eventually(() => expect(ids(a.nodes())).toEqual(['a', 'b']), EVENT_DEADLINE_MS);
+    const health: boolean[] = [];
+    b.on('health', (h) => health.push(h.ok));
 
-      const killedAt = Date.now();
-      await outage.kill();
-      await eventually(() => {
-        expect(a.health().ok).toBe(false);
-        expect(b.health().ok).toBe(false);
-      }, EVENT_DEADLINE_MS);
-      expect(b.health().detail).toMatch(/last known table of 1 other node/);
-      // The last known table stays in use, and setGroups neither blocks nor throws.
-      expect(ids(b.nodesFor(FLIPT))).toEqual(['a']);
-      a.setGroups([FLIPT, OTHER]);
-      expect(ids(a.nodesFor(OTHER))).toEqual(['a']);
-      // A node (re)started now must still come up, degraded, to serve its own tunnels.
-      const early = await c.join('early', [FLIPT]);
-      expect(early.health()).toMatchObject({ ok: false, detail: expect.stringMatching(/unavailable/) });
-      expect(ids(early.nodesFor(FLIPT))).toEqual(['early']);
+    const killedAt = Date.now();
+    await outage.kill();
+    await eventually(() => {
+      expect(a.health().ok).toBe(false);
+      expect(b.health().ok).toBe(false);
+    }, EVENT_DEADLINE_MS);
+    expect(b.health().detail).toMatch(/last known table of 1 other node/);
+    // The last known table stays in use, and setGroups neither blocks nor throws.
+    expect(ids(b.nodesFor(FLIPT))).toEqual(['a']);
+    a.setGroups([FLIPT, OTHER]);
+    expect(ids(a.nodesFor(OTHER))).toEqual(['a']);
+    // A node (re)started now must still come up, degraded, to serve its own tunnels.
+    const early = await c.join('early', [FLIPT]);
+    expect(early.health()).toMatchObject({ ok: false, detail: expect.stringMatching(/unavailable/) });
+    expect(ids(early.nodesFor(FLIPT))).toEqual(['early']);
 
-      await sleep(Math.max(0, OUTAGE_MS - (Date.now() - killedAt)));
-      // Even past the TTL the last table holds: nothing could have told us the nodes are gone.
-      expect(ids(b.nodesFor(FLIPT))).toEqual(['a']);
-      await outage.restart();
+    await sleep(Math.max(0, OUTAGE_MS - (Date.now() - killedAt)));
+    // Even past the TTL the last table holds: nothing could have told us the nodes are gone.
+    expect(ids(b.nodesFor(FLIPT))).toEqual(['a']);
+    await outage.restart();
 
-      await eventually(() => {
-        for (const node of [a, b, early]) expect(node.health()).toMatchObject({ ok: true });
-      }, RECOVERY_DEADLINE_MS);
-      // What changed during the outage was published once the store came back.
-      await eventually(() => {
-        expect(ids(b.nodesFor(OTHER))).toEqual(['a']);
-        expect(ids(b.nodesFor(FLIPT))).toEqual(['a', 'early']);
-      }, EXPIRY_DEADLINE_MS);
-      expect(health.at(0)).toBe(false);
-      expect(health.at(-1)).toBe(true);
-      expect(health.filter((ok, i) => ok === health[i - 1])).toEqual([]); // transitions only
+    await eventually(() => {
+      for (const node of [a, b, early]) expect(node.health()).toMatchObject({ ok: true });
+    }, RECOVERY_DEADLINE_MS);
+    // What changed during the outage was published once the store came back.
+    await eventually(() => {
+      expect(ids(b.nodesFor(OTHER))).toEqual(['a']);
+      expect(ids(b.nodesFor(FLIPT))).toEqual(['a', 'early']);
+    }, EXPIRY_DEADLINE_MS);
+    expect(health.at(0)).toBe(false);
+    expect(health.at(-1)).toBe(true);
+    expect(health.filter((ok, i) => ok === health[i - 1])).toEqual([]); // transitions only
 
-      const late = await c.join('late');
-      expect(ids(late.nodes())).toEqual(['a', 'b', 'early', 'late']);
-      expect(ids(late.nodesFor(FLIPT))).toEqual(['a', 'early']);
-      expect(ids(late.nodesFor(OTHER))).toEqual(['a']);
-    },
-  );
+    const late = await c.join('late');
+    expect(ids(late.nodes())).toEqual(['a', 'b', 'early', 'late']);
+    expect(ids(late.nodesFor(FLIPT))).toEqual(['a', 'early']);
+    expect(ids(late.nodesFor(OTHER))).toEqual(['a']);
+  });
 }
 
 const HANDLE_KINDS = ['TCPSocketWrap', 'Timeout'] as const;

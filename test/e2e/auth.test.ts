@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -35,7 +35,11 @@ function groupsYaml(external: { url: string; slowUrl: string }, tokenFile: strin
     group('fromfile', `    authentication:\n      bearer: { tokenPath: "${tokenFile}" }\n`),
     group('external', `    authentication:\n      external: { endpoint: "${external.url}" }\n`),
     group('slowauth', `    authentication:\n      external: { endpoint: "${external.slowUrl}", timeout: 300ms }\n`),
-    group('overrides', '    authentication:\n      basic: { username: "u", password: "p", scheme: "Custom" }\n      bearer: { token: "t", scheme: "Token" }\n' + `      external: { endpoint: "${external.url}", scheme: "JWT" }\n`),
+    group(
+      'overrides',
+      '    authentication:\n      basic: { username: "u", password: "p", scheme: "Custom" }\n      bearer: { token: "t", scheme: "Token" }\n' +
+        `      external: { endpoint: "${external.url}", scheme: "JWT" }\n`,
+    ),
     group('open', ''),
   ].join('\n');
 }

@@ -22,7 +22,12 @@ async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
   await readFrame(control);
   const server = http.createServer((_req, res) => res.end(answer));
   Object.assign(server, { httpAllowHalfOpen: true });
-  conn.on('stream', (s: QuicStream) => server.emit('connection', s.on('error', () => {})));
+  conn.on('stream', (s: QuicStream) =>
+    server.emit(
+      'connection',
+      s.on('error', () => {}),
+    ),
+  );
   return conn;
 }
 
@@ -64,7 +69,14 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const cases: Array<[string, (s: QuicStream) => void]> = [
       ['random bytes', (s) => s.write(randomBytes(64))],
       ['a truncated frame', (s) => s.end(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: {} }).subarray(0, 10))],
-      ['an oversized frame', (s) => { const b = Buffer.alloc(4); b.writeUInt32BE(MAX_FRAME_SIZE + 1); s.write(b); }],
+      [
+        'an oversized frame',
+        (s) => {
+          const b = Buffer.alloc(4);
+          b.writeUInt32BE(MAX_FRAME_SIZE + 1);
+          s.write(b);
+        },
+      ],
       ['a frame that is not a registration', (s) => s.write(encodeFrame({ Hello: 'world' }))],
       ['an unsupported version', (s) => s.write(encodeFrame({ Version: 99, TunnelGroup: GROUP, Metadata: {} }))],
     ];
@@ -120,7 +132,7 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('still serving');
   });
 
-  it('takes the client\'s first stream for registration even when a later one arrives first', async () => {
+  it("takes the client's first stream for registration even when a later one arrives first", async () => {
     const t = await startTestNode();
     const conn = await dialNode(t);
     // Stream 0 reaches the wire only with its first byte, so stream 4 arrives first.

@@ -127,7 +127,9 @@ describe('registration', () => {
     expect(retries).toEqual([]);
   });
 
-  it.todo("rejects with BadRequestError on 'bad request', without retrying: the real node only sends it for malformed registrations, which the real client never sends (mapping covered in shared/protocol.test.ts)");
+  it.todo(
+    "rejects with BadRequestError on 'bad request', without retrying: the real node only sends it for malformed registrations, which the real client never sends (mapping covered in shared/protocol.test.ts)",
+  );
 
   it('connect() rejects with the typed error', async () => {
     const t = await startTestNode();
@@ -179,7 +181,7 @@ describe('registration', () => {
     expect(await once(tunnel, 'ready')).toEqual([{ address: t.address, nodeId: 'b' }]);
     expect(retries).toHaveLength(1);
     expect(retries[0]).toMatchObject({ attempt: 1, address: dead });
-    expect(retries[0].delayMs).toBeGreaterThanOrEqual(50);
+    expect(retries[0]!.delayMs).toBeGreaterThanOrEqual(50);
   });
 
   describe('certificate verification', () => {
@@ -195,8 +197,8 @@ describe('registration', () => {
     ])('retries a TLS failure (%s), with the reason in the event', async (_what, extra) => {
       const { tunnel, retries } = start([t.address], await extra());
       await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
-      expect(retries[0].error).toBeInstanceOf(QuicTlsError);
-      expect(retries[0].address).toBe(t.address);
+      expect(retries[0]!.error).toBeInstanceOf(QuicTlsError);
+      expect(retries[0]!.address).toBe(t.address);
       await tunnel.close();
       expect(await tunnel.closed).toBeUndefined();
       // The handshake failed: the node never got as far as a registration.
@@ -207,8 +209,8 @@ describe('registration', () => {
     it('without a CA, verifies against the public roots (which do not include a test CA)', async () => {
       const { tunnel, retries } = start([t.address], { ca: undefined });
       await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
-      expect(retries[0].error).toBeInstanceOf(QuicTlsError);
-      expect(retries[0].error.message).toMatch(/unknown CA|certificate/);
+      expect(retries[0]!.error).toBeInstanceOf(QuicTlsError);
+      expect(retries[0]!.error.message).toMatch(/unknown CA|certificate/);
       await tunnel.close();
       expect(await registrations(t, undefined, '*')).toBe(0);
     });
@@ -242,7 +244,7 @@ describe('staying connected', () => {
     rewriteGroups(t.groupsPath, OTHER_GROUP_YAML);
     expect(await first!.connection.closed).toMatchObject({ code: 0x2, reason: 'not found' });
     await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
-    expect(retries[0].error).toBeInstanceOf(NotFoundError);
+    expect(retries[0]!.error).toBeInstanceOf(NotFoundError);
 
     const back = once(tunnel, 'ready');
     rewriteGroups(t.groupsPath, BASIC_GROUP_YAML);
@@ -257,8 +259,8 @@ describe('staying connected', () => {
     await tunnel.ready;
     await first.node.stop();
     await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
-    expect(retries[0].error).toBeInstanceOf(ServerError);
-    expect(retries[0].error.message).toBe('connection closed (code 0x0: node stopped)');
+    expect(retries[0]!.error).toBeInstanceOf(ServerError);
+    expect(retries[0]!.error.message).toBe('connection closed (code 0x0: node stopped)');
 
     const ready = once(tunnel, 'ready');
     const again = await startTestNode({ nodeId: 'after', ...sameAddresses(first) });
@@ -312,7 +314,13 @@ describe('staying connected', () => {
       const watched = watchedHandler();
       const { tunnel, retries } = start([t.address], { handler: watched.handler });
       await tunnel.ready;
-      const req = http.request({ host: '127.0.0.1', port: t.node.httpAddress.port, method: 'POST', path: '/upload', headers: { host: GROUP, 'content-length': 100 } });
+      const req = http.request({
+        host: '127.0.0.1',
+        port: t.node.httpAddress.port,
+        method: 'POST',
+        path: '/upload',
+        headers: { host: GROUP, 'content-length': 100 },
+      });
       req.on('error', () => {});
       req.write('partial');
       await watched.arrival;
@@ -351,7 +359,7 @@ describe('staying connected', () => {
       const req = http.request({ host: '127.0.0.1', port: t.node.httpAddress.port, path: '/download', headers: { host: GROUP } });
       req.on('error', () => {});
       req.end();
-      const [[res]] = (await Promise.all([once(req, 'response'), watched.arrival])) as [[http.IncomingMessage], void];
+      const [[res]] = (await Promise.all([once(req, 'response'), watched.arrival])) as [[http.IncomingMessage], undefined];
       expect(res.statusCode).toBe(200);
       req.destroy();
       await watched.wasCut;
@@ -385,7 +393,7 @@ describe('staying connected', () => {
     expect(retries.every((r) => r.error instanceof NotFoundError)).toBe(true);
   });
 
-  it('is closed as unauthorized when a reload changes its group\'s password, and kept by a reload that does not', async () => {
+  it("is closed as unauthorized when a reload changes its group's password, and kept by a reload that does not", async () => {
     const t = await startTestNode({ watchGroups: true });
     const { tunnel, retries } = start([t.address]);
     await tunnel.ready;
@@ -516,7 +524,7 @@ describe('close()', () => {
 });
 
 describe('a client that dies without a word', () => {
-  it('drops a killed client\'s tunnel within the unresponsive timeout and serves its requests from another tunnel', async () => {
+  it("drops a killed client's tunnel within the unresponsive timeout and serves its requests from another tunnel", async () => {
     const t = await startTestNode({ unresponsiveTimeoutMs: 1_000 });
     await open([t.address], { handler: () => new Response('alive') });
     // The example service in its own process, so it can die without a word (no ICMP reaches the node's socket).

@@ -75,7 +75,7 @@ describe('client library against a data-plane node', () => {
     const retries: ReconnectingEvent[] = [];
     tunnel.on('reconnecting', (r) => retries.push(r));
     await expect.poll(() => retries.length).toBeGreaterThanOrEqual(2);
-    expect(retries[0].error).toBeInstanceOf(NotFoundError);
+    expect(retries[0]!.error).toBeInstanceOf(NotFoundError);
     await tunnel.close();
     await expect(tunnel.ready).rejects.toThrow();
   });

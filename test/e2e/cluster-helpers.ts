@@ -20,14 +20,40 @@ export class ClusterNode {
     private readonly args: string[],
   ) {}
 
-  static async start(id: string, opts: { membership: string; certs: { server: KeyPair }; groupsPath: string; secretPath: string; ttl?: string }): Promise<ClusterNode> {
+  static async start(
+    id: string,
+    opts: { membership: string; certs: { server: KeyPair }; groupsPath: string; secretPath: string; ttl?: string },
+  ): Promise<ClusterNode> {
     const [quicPort, httpPort, internalPort, managementPort] = [await freePort('udp'), await freePort(), await freePort(), await freePort()];
     const args = [
-      '-n', GROUP, '-k', opts.certs.server.keyPath, '-c', opts.certs.server.certPath, '-g', opts.groupsPath, '-l', process.env.DEBUG_ROLL ? 'debug' : 'info',
-      '-a', `127.0.0.1:${quicPort}`, '-s', `127.0.0.1:${httpPort}`,
-      '--management-address', `127.0.0.1:${managementPort}`,
-      '--membership', opts.membership, '--node-id', id, '--internal-address', `127.0.0.1:${internalPort}`,
-      '--cluster-secret-file', opts.secretPath, '--membership-ttl', opts.ttl ?? '2s', '--drain-timeout', '10s',
+      '-n',
+      GROUP,
+      '-k',
+      opts.certs.server.keyPath,
+      '-c',
+      opts.certs.server.certPath,
+      '-g',
+      opts.groupsPath,
+      '-l',
+      process.env.DEBUG_ROLL ? 'debug' : 'info',
+      '-a',
+      `127.0.0.1:${quicPort}`,
+      '-s',
+      `127.0.0.1:${httpPort}`,
+      '--management-address',
+      `127.0.0.1:${managementPort}`,
+      '--membership',
+      opts.membership,
+      '--node-id',
+      id,
+      '--internal-address',
+      `127.0.0.1:${internalPort}`,
+      '--cluster-secret-file',
+      opts.secretPath,
+      '--membership-ttl',
+      opts.ttl ?? '2s',
+      '--drain-timeout',
+      '10s',
     ];
     const node = new ClusterNode(id, quicPort!, httpPort!, internalPort!, managementPort!, args);
     await node.run();
@@ -62,7 +88,12 @@ export interface NamedTunnel {
 }
 
 /** A client that answers `PONG <name>`, on the given node addresses. */
-export async function pongClient(name: string, addresses: string[], ca: string, options: { connections?: number; onRequest?: () => void } = {}): Promise<Tunnel> {
+export async function pongClient(
+  name: string,
+  addresses: string[],
+  ca: string,
+  options: { connections?: number; onRequest?: () => void } = {},
+): Promise<Tunnel> {
   return connect({
     addresses,
     serverName: GROUP,
@@ -105,7 +136,9 @@ export async function balancedGet(ports: () => number[], turn: number): Promise<
       const req = http.get({ host: '127.0.0.1', port, path: '/', agent, headers: { host: GROUP } }, (res) => {
         let body = '';
         res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ at: Date.now(), ok: res.statusCode === 200 && body.startsWith('PONG'), detail: `${port}: ${res.statusCode} ${body.trim()}` }));
+        res.on('end', () =>
+          resolve({ at: Date.now(), ok: res.statusCode === 200 && body.startsWith('PONG'), detail: `${port}: ${res.statusCode} ${body.trim()}` }),
+        );
         res.on('error', (e) => resolve({ at: Date.now(), ok: false, detail: `${port}: ${e.message}` }));
       });
       req.setTimeout(10_000, () => req.destroy(new Error('timeout')));

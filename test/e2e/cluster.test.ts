@@ -26,7 +26,12 @@ async function startCluster(membership: string, ids = ['a', 'b', 'c']): Promise<
 
 async function client(name: string, nodes: ClusterNode[], options: { connections?: number } = {}): Promise<Tunnel> {
   const { ca } = await testCerts();
-  const tunnel = await pongClient(name, nodes.map((n) => n.address), ca.cert, options);
+  const tunnel = await pongClient(
+    name,
+    nodes.map((n) => n.address),
+    ca.cert,
+    options,
+  );
   onCleanup(() => tunnel.close({ graceMs: 0 }));
   return tunnel;
 }
@@ -38,7 +43,11 @@ async function get(node: ClusterNode): Promise<string> {
 
 /** Until `node` routes the group to exactly `holders`. */
 async function routesTo(node: ClusterNode, holders: string[]): Promise<void> {
-  await eventually(async () => JSON.stringify([...((await node.routes()).groups[GROUP] ?? [])].sort()) === JSON.stringify([...holders].sort()), 10_000, `${node.id} to route ${GROUP} to [${holders}]`);
+  await eventually(
+    async () => JSON.stringify([...((await node.routes()).groups[GROUP] ?? [])].sort()) === JSON.stringify([...holders].sort()),
+    10_000,
+    `${node.id} to route ${GROUP} to [${holders}]`,
+  );
 }
 
 /** With REVERST_TEST_REPORT set, print the request counts a test saw (for issue notes and debugging). */
@@ -113,7 +122,9 @@ for (const kind of ['redis', 'nats'] as const) {
       const killedAt = Date.now();
       await victim.proc.kill('SIGKILL');
       // TTL 2 s plus a resync: the dead node leaves every table.
-      await Promise.all(survivors.map((n) => eventually(async () => !(await n.routes()).nodes.includes(victim.id), 2_000 + 2_000 + 1_000, `${n.id} to drop ${victim.id}`)));
+      await Promise.all(
+        survivors.map((n) => eventually(async () => !(await n.routes()).nodes.includes(victim.id), 2_000 + 2_000 + 1_000, `${n.id} to drop ${victim.id}`)),
+      );
       await new Promise((r) => setTimeout(r, 1_000));
       const outcomes = await load.stop();
       report(`${kind} kill -9, one connection`, outcomes, killedAt);
@@ -127,7 +138,14 @@ for (const kind of ['redis', 'nats'] as const) {
       const tunnel = await client('rolling', nodes);
       const t0 = Date.now();
       if (process.env.DEBUG_ROLL) {
-        for (const ev of ['ready', 'drain', 'reconnecting'] as const) tunnel.on(ev, (e: unknown) => console.log(Date.now() - t0, ev, JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? v.message : v))));
+        for (const ev of ['ready', 'drain', 'reconnecting'] as const)
+          tunnel.on(ev, (e: unknown) =>
+            console.log(
+              Date.now() - t0,
+              ev,
+              JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? v.message : v)),
+            ),
+          );
         console.log('ports', nodes.map((n) => `${n.id}=${n.httpPort}/${n.quicPort}`).join(' '));
       }
       const up = new Set(nodes);
@@ -148,7 +166,15 @@ for (const kind of ['redis', 'nats'] as const) {
       report(`${kind} rolling restart`, outcomes);
       if (process.env.DEBUG_ROLL) {
         for (const o of outcomes.filter((x) => !x.ok)) console.log(o.at - t0, o.detail);
-        for (const n of nodes) console.log(n.id, n.proc.output().split('\n').filter((l) => /hop|membership|tunnel|drain|left/.test(l)).join('\n'));
+        for (const n of nodes)
+          console.log(
+            n.id,
+            n.proc
+              .output()
+              .split('\n')
+              .filter((l) => /hop|membership|tunnel|drain|left/.test(l))
+              .join('\n'),
+          );
       }
       expect(outcomes.length).toBeGreaterThan(100);
       expect(failures(outcomes)).toEqual([]);

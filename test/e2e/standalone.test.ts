@@ -12,7 +12,16 @@ import { BASIC_GROUP_YAML, GROUP, startTestNode, testCerts, visit, writeGroups, 
 useCleanup();
 
 async function tunnelTo(t: TestNode, handler: Handler, group = GROUP): Promise<Tunnel> {
-  const tunnel = await connect({ addresses: [t.address], serverName: GROUP, ca: t.ca.cert, group, auth: basic('user', 'pass'), handler, minDelayMs: 50, maxDelayMs: 300 });
+  const tunnel = await connect({
+    addresses: [t.address],
+    serverName: GROUP,
+    ca: t.ca.cert,
+    group,
+    auth: basic('user', 'pass'),
+    handler,
+    minDelayMs: 50,
+    maxDelayMs: 300,
+  });
   onCleanup(() => tunnel.close({ graceMs: 0 }));
   return tunnel;
 }
@@ -20,7 +29,7 @@ async function tunnelTo(t: TestNode, handler: Handler, group = GROUP): Promise<T
 const FIFTY_MB = 50 << 20;
 
 describe('the seed integration cases', () => {
-  it('passes a handler\'s 400 and its body back unchanged', async () => {
+  it("passes a handler's 400 and its body back unchanged", async () => {
     const t = await startTestNode();
     await tunnelTo(t, (_req, res) => res.writeHead(400, { 'content-type': 'application/json', 'x-custom': 'kept' }).end('{"error":"nope"}'));
     const res = await visit(t.node.httpAddress.port, '/bad');
@@ -105,7 +114,9 @@ describe('streaming through a tunnel', () => {
       res.write('data: first\n\n');
       void finished.then(() => res.end('data: last\n\n'));
     });
-    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: '127.0.0.1', port: t.node.httpAddress.port, path: '/events', headers: { host: GROUP } }, resolve));
+    const res = await new Promise<http.IncomingMessage>((resolve) =>
+      http.get({ host: '127.0.0.1', port: t.node.httpAddress.port, path: '/events', headers: { host: GROUP } }, resolve),
+    );
     expect(res.headers['content-type']).toBe('text/event-stream');
     const [first] = (await once(res, 'data')) as [Buffer];
     expect(first.toString()).toBe('data: first\n\n');
@@ -140,7 +151,7 @@ describe('streaming through a tunnel', () => {
   });
 });
 
-describe('a node\'s lifecycle', () => {
+describe("a node's lifecycle", () => {
   it('-w reload adds and removes a group while the node serves', async () => {
     const t = await startTestNode({ watchGroups: true });
     await tunnelTo(t, () => new Response('first'));
@@ -176,7 +187,11 @@ describe('a node\'s lifecycle', () => {
     let arrived!: () => void;
     const arrival = new Promise<void>((r) => (arrived = r));
     const tunnel = await connect({
-      addresses: [`127.0.0.1:${quic}`], serverName: GROUP, ca: ca.cert, group: GROUP, auth: basic('user', 'pass'),
+      addresses: [`127.0.0.1:${quic}`],
+      serverName: GROUP,
+      ca: ca.cert,
+      group: GROUP,
+      auth: basic('user', 'pass'),
       handler: async () => {
         arrived();
         await gate;

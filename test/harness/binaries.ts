@@ -24,7 +24,5 @@ export function findBinary(name: string, debianPackage: string = name): string {
       // not in this directory
     }
   }
-  throw new Error(
-    `${name} not found: install the Debian package ${debianPackage} (apt-get install -y ${debianPackage})`,
-  );
+  throw new Error(`${name} not found: install the Debian package ${debianPackage} (apt-get install -y ${debianPackage})`);
 }

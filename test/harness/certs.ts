@@ -30,11 +30,7 @@ const DAYS = '30';
 // that mark the CA as a CA and the leaf as a TLS server. `req -newkey` writes unencrypted PKCS#8.
 const NEW_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-sha256'];
 
-const CA_EXTENSIONS = [
-  'basicConstraints = critical, CA:TRUE, pathlen:0',
-  'keyUsage = critical, keyCertSign, cRLSign',
-  'subjectKeyIdentifier = hash',
-];
+const CA_EXTENSIONS = ['basicConstraints = critical, CA:TRUE, pathlen:0', 'keyUsage = critical, keyCertSign, cRLSign', 'subjectKeyIdentifier = hash'];
 
 function leafExtensions(names: string[], selfSigned: boolean): string[] {
   const san = names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(', ');
@@ -43,11 +39,7 @@ function leafExtensions(names: string[], selfSigned: boolean): string[] {
     // certificates (CA:TRUE with keyCertSign); a CA:FALSE one fails with unknown_ca (quiche 304).
     ...(selfSigned
       ? ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, digitalSignature, keyCertSign']
-      : [
-          'basicConstraints = critical, CA:FALSE',
-          'keyUsage = critical, digitalSignature',
-          'authorityKeyIdentifier = keyid:always',
-        ]),
+      : ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'authorityKeyIdentifier = keyid:always']),
     'extendedKeyUsage = serverAuth',
     `subjectAltName = ${san}`,
     'subjectKeyIdentifier = hash',
@@ -67,20 +59,33 @@ export function makeCa(name = 'reverst test CA'): Promise<KeyPair> {
 }
 
 /** A server certificate for `names`, signed by `ca` (cached by CA and names). */
-export function makeServerCert(
-  ca: KeyPair,
-  options: ServerCertOptions = { names: DEFAULT_SERVER_NAMES },
-): Promise<KeyPair> {
+export function makeServerCert(ca: KeyPair, options: ServerCertOptions = { names: DEFAULT_SERVER_NAMES }): Promise<KeyPair> {
   const names = checkNames(options.names);
   return cached(`leaf:${ca.certPath}:${names.join(',')}`, async () => {
     const out = files('server');
     const csr = `${out.certPath}.csr`;
-    await writeFile(out.config, opensslConfig(names[0], leafExtensions(names, false)));
+    await writeFile(out.config, opensslConfig(names[0]!, leafExtensions(names, false)));
     await openssl(['req', '-new', ...NEW_KEY, '-config', out.config, '-keyout', out.keyPath, '-out', csr]);
     await openssl([
-      'x509', '-req', '-in', csr, '-CA', ca.certPath, '-CAkey', ca.keyPath,
-      '-set_serial', `0x${randomBytes(16).toString('hex')}`, '-sha256', '-days', DAYS,
-      '-extfile', out.config, '-extensions', 'ext', '-out', out.certPath,
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
+      '-set_serial',
+      `0x${randomBytes(16).toString('hex')}`,
+      '-sha256',
+      '-days',
+      DAYS,
+      '-extfile',
+      out.config,
+      '-extensions',
+      'ext',
+      '-out',
+      out.certPath,
     ]);
     return load(out);
   });
@@ -89,25 +94,19 @@ export function makeServerCert(
 /** A self-signed server certificate for `names` (it is its own trust anchor; cached by names). */
 export function makeSelfSigned(names: string[] = DEFAULT_SERVER_NAMES): Promise<KeyPair> {
   checkNames(names);
-  return cached(`self:${names.join(',')}`, () => selfSigned('self', names[0], leafExtensions(names, true)));
+  return cached(`self:${names.join(',')}`, () => selfSigned('self', names[0]!, leafExtensions(names, true)));
 }
 
 async function selfSigned(stem: string, commonName: string, extensions: string[]): Promise<KeyPair> {
   const out = files(stem);
   await writeFile(out.config, opensslConfig(commonName, extensions));
-  await openssl([
-    'req', '-x509', ...NEW_KEY, '-days', DAYS, '-config', out.config, '-keyout', out.keyPath, '-out', out.certPath,
-  ]);
+  await openssl(['req', '-x509', ...NEW_KEY, '-days', DAYS, '-config', out.config, '-keyout', out.keyPath, '-out', out.certPath]);
   return load(out);
 }
 
 function opensslConfig(commonName: string, extensions: string[]): string {
   // A complete config of our own, so the system openssl.cnf cannot add or duplicate extensions.
-  return [
-    '[req]', 'prompt = no', 'distinguished_name = dn', 'x509_extensions = ext',
-    '[dn]', `CN = ${commonName}`,
-    '[ext]', ...extensions, '',
-  ].join('\n');
+  return ['[req]', 'prompt = no', 'distinguished_name = dn', 'x509_extensions = ext', '[dn]', `CN = ${commonName}`, '[ext]', ...extensions, ''].join('\n');
 }
 
 function cached(key: string, make: () => Promise<KeyPair>): Promise<KeyPair> {

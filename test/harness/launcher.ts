@@ -110,12 +110,7 @@ async function waitUntilReady(spec: ServerSpec, proc: ProcessHandle, port: numbe
  * Connects to 127.0.0.1:`port`, writes `send` if given, and resolves true as soon as the data
  * received satisfies `answered`; false on refusal, close or timeout.
  */
-export function tcpAnswers(
-  port: number,
-  answered: (received: string) => boolean,
-  send?: string,
-  timeoutMs = 1_000,
-): Promise<boolean> {
+export function tcpAnswers(port: number, answered: (received: string) => boolean, send?: string, timeoutMs = 1_000): Promise<boolean> {
   return new Promise((resolve) => {
     let received = '';
     const socket = net.connect({ host: '127.0.0.1', port });

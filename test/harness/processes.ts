@@ -124,13 +124,12 @@ export function spawnProcess(command: string, args: string[] = [], options: Spaw
     });
   });
 
-  const format = (entries: typeof all) =>
-    entries.map((e) => (e.fromStderr ? `[stderr] ${e.line}` : e.line)).join('\n');
+  const format = (entries: typeof all) => entries.map((e) => (e.fromStderr ? `[stderr] ${e.line}` : e.line)).join('\n');
   const output = () => format(all);
   const tail = () => format(all.slice(-TAIL_LINES)) || '(no output)';
-  const describeExit = () =>
-    spawnError ? `failed to start: ${spawnError.message}` : `exited (code ${exitInfo?.code}, signal ${exitInfo?.signal})`;
+  const describeExit = () => (spawnError ? `failed to start: ${spawnError.message}` : `exited (code ${exitInfo?.code}, signal ${exitInfo?.signal})`);
 
+  // biome-ignore lint/suspicious/noExplicitAny: the overloads in ProcessHandle give callers the precise type
   function waitForLine(match: LineMatcher, timeoutMs = DEFAULT_WAIT_MS): Promise<any> {
     // A global or sticky regex would keep state between lines; match each line afresh.
     const re = match instanceof RegExp ? new RegExp(match.source, match.flags.replace(/[gy]/g, '')) : undefined;

@@ -104,7 +104,8 @@ describe('QUIC failures end, never hang', () => {
     server.on('connection', (c: QuicConnection) =>
       c.on('stream', (s: QuicStream) => {
         s.on('error', () => {});
-        if (first) first = false; // never read: flow control stops the writer
+        if (first)
+          first = false; // never read: flow control stops the writer
         else s.pipe(s);
       }),
     );
@@ -128,7 +129,9 @@ describe('QUIC failures end, never hang', () => {
     const p = await pki();
     const port = await freePort('udp');
     const started = performance.now();
-    const err = await connectQuic({ alpn: [ALPN], host: '127.0.0.1', port, serverName: 'localhost', ca: p.ca.cert, connectTimeoutMs: 2_000 }).catch((e: Error) => e);
+    const err = await connectQuic({ alpn: [ALPN], host: '127.0.0.1', port, serverName: 'localhost', ca: p.ca.cert, connectTimeoutMs: 2_000 }).catch(
+      (e: Error) => e,
+    );
     expect(performance.now() - started).toBeLessThan(2_000 + 500);
     // Loopback answers with ICMP port unreachable; elsewhere the timeout fires.
     expect(err).toSatisfy((e: unknown) => e instanceof QuicConnectionRefusedError || e instanceof QuicConnectTimeoutError);
@@ -143,7 +146,9 @@ describe('QUIC failures end, never hang', () => {
     await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
     const port = sink.address().port;
     const started = performance.now();
-    const err = await connectQuic({ alpn: [ALPN], host: '127.0.0.1', port, serverName: 'localhost', ca: p.ca.cert, connectTimeoutMs: 800 }).catch((e: Error) => e);
+    const err = await connectQuic({ alpn: [ALPN], host: '127.0.0.1', port, serverName: 'localhost', ca: p.ca.cert, connectTimeoutMs: 800 }).catch(
+      (e: Error) => e,
+    );
     sink.close();
     expect(err).toBeInstanceOf(QuicConnectTimeoutError);
     expect((err as Error).message).toContain('within 800 ms');
@@ -190,9 +195,7 @@ describe('QUIC failures end, never hang', () => {
     const body = Buffer.alloc(20_000, 0x61);
     let ok = 0;
     for (let batch = 0; batch < 10; batch++) {
-      const results = await Promise.all(
-        Array.from({ length: 30 }, async () => (await roundTrip(await conn.openStream(), body)).equals(body)),
-      );
+      const results = await Promise.all(Array.from({ length: 30 }, async () => (await roundTrip(await conn.openStream(), body)).equals(body)));
       ok += results.filter(Boolean).length;
     }
     expect(ok).toBe(300);

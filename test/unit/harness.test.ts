@@ -141,12 +141,13 @@ describe('processes', () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-harness-test-'));
     onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     const script = [
-      "const port: number = Number(process.argv[2]);",
+      'const port: number = Number(process.argv[2]);',
       "console.error('warming up');",
       // The handler goes in before the line the test waits for, so the signal cannot arrive first.
       "process.on('SIGTERM', () => { console.log('draining'); process.exit(3); });",
-      "console.log(`listening on ${port}`);",
-      "setInterval(() => {}, 1000);",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the child's source, with its own template literal
+      'console.log(`listening on ${port}`);',
+      'setInterval(() => {}, 1000);',
     ].join('\n');
     writeFileSync(path.join(dir, 'server.ts'), script);
     writeFileSync(path.join(dir, 'crash.ts'), "const code: number = 7;\nconsole.error('boom');\nprocess.exit(code);\n");
@@ -230,10 +231,7 @@ describe('lossy relay', () => {
       // A small window in flight, so that no socket buffer overflows: only the relay drops.
       if (i % 25 === 24) await until(() => toTarget.forwarded + toTarget.dropped === i + 1);
     }
-    const settled = () =>
-      received.size === toTarget.forwarded &&
-      toClient.forwarded + toClient.dropped === received.size &&
-      echoed === toClient.forwarded;
+    const settled = () => received.size === toTarget.forwarded && toClient.forwarded + toClient.dropped === received.size && echoed === toClient.forwarded;
     await until(settled);
     await sleep(50);
     expect(settled()).toBe(true); // and nothing extra arrived late
