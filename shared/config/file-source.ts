@@ -48,7 +48,7 @@ export class FileGroupsSource implements GroupsSource {
 
   constructor(
     readonly path: string,
-    private readonly options: { debounceMs?: number } = {},
+    private readonly options: { debounceMs?: number | undefined } = {},
   ) {}
 
   get name(): string {

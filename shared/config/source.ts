@@ -12,24 +12,33 @@ export interface GroupsSource {
   close(): void;
 }
 
-/**
- * The source for a `-g` value: a plain path or `file://<path>`, like the seed
- * (`file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative).
- */
-export function groupsSourceFromUrl(spec: string, options: { debounceMs?: number } = {}): GroupsSource {
+export interface GroupsSourceOptions {
+  /** File sources: one reload per burst of changes this long. */
+  debounceMs?: number | undefined;
+}
+
+/** Makes the source for a `-g` value of one URL scheme. */
+export type GroupsSourceFactory = (spec: string, options: GroupsSourceOptions) => GroupsSource;
+
+// Sources register by scheme; the dispatcher below holds no list of its own.
+const factories = new Map<string, GroupsSourceFactory>();
+
+/** Adds (or replaces) the source for `scheme` (lower case, without `://`). */
+export function registerGroupsSource(scheme: string, factory: GroupsSourceFactory): void {
+  factories.set(scheme.toLowerCase(), factory);
+}
+
+// `file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative, as in the seed.
+registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
+
+/** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
+export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1]?.toLowerCase();
   if (scheme === undefined) return new FileGroupsSource(spec, options);
-  if (scheme === 'file') return new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options);
-  const known = scheme === 'k8s' || scheme === 'http' || scheme === 'https';
-  throw new ConfigError(
-    [
-      {
-        source: spec,
-        message: known
-          ? `${scheme}:// tunnel groups sources are not supported yet: use a file path`
-          : `unknown tunnel groups source scheme "${scheme}://": use a file path or file://`,
-      },
-    ],
-    { code: 'ERR_CONFIG_SOURCE_UNSUPPORTED' },
-  );
+  const factory = factories.get(scheme);
+  if (factory) return factory(spec, options);
+  const known = [...factories.keys()].map((s) => `${s}://`);
+  throw new ConfigError([{ source: spec, message: `unknown tunnel groups source scheme "${scheme}://": use a file path or one of ${known.join(', ')}` }], {
+    code: 'ERR_CONFIG_SOURCE_UNSUPPORTED',
+  });
 }
