@@ -1,19 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { ALPN, encodeFrame } from '../shared/protocol.js';
+import { ALPN, NODE_ALPNS, encodeFrame, outdatedClientClose } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
 import { GroupsState } from './groups-state.js';
+import { TrustedProxies } from './forwarding.js';
 import { HopClient, type HopTarget } from './hop.js';
-import { createHopListener } from './hop-listener.js';
+import { type HopListener, createHopListener } from './hop-listener.js';
 import { createManagementServer } from './management.js';
 import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
-import { createProxy } from './proxy.js';
+import { MAX_HEADER_COUNT, createProxy } from './proxy.js';
 import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
 import { TunnelRegistry } from './tunnels.js';
 
@@ -48,6 +49,8 @@ export interface NodeOptions {
   internalAddress?: string | undefined;
   /** Shared by every node of a cluster; the hop refuses requests without it. */
   clusterSecret?: string | undefined;
+  /** Addresses (CIDR blocks) of proxies in front of the node whose X-Forwarded-*, Forwarded and X-Real-IP are kept. */
+  trustedProxies?: string | readonly string[] | undefined;
   registrationTimeoutMs?: number | undefined;
   /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
   drainDeadlineMs?: number | undefined;
@@ -91,7 +94,7 @@ export function parseHostPort(value: string, flag: string): HostPort {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-function listen(server: http.Server, at: HostPort): Promise<HostPort> {
+function listen(server: Server, at: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(at.port, at.host, () => {
@@ -105,6 +108,7 @@ function listen(server: http.Server, at: HostPort): Promise<HostPort> {
 /** Start one data-plane node: QUIC tunnels in, public HTTP in, requests out through tunnels. */
 export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   const membershipUrl = options.membership ?? 'memory';
+  const trustedProxies = TrustedProxies.parse(options.trustedProxies);
   const clustered = !/^memory(:|$)/.test(membershipUrl);
   if (clustered && (!options.internalAddress || !options.clusterSecret)) {
     throw new ReverstError(
@@ -115,7 +119,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   // What is open so far, closed again (last first) if a later step fails (a port in use, a bad store URL).
   const opened: Array<() => unknown> = [];
   try {
-    return await openNode(options, { membershipUrl, clustered }, opened);
+    return await openNode(options, { membershipUrl, clustered, trustedProxies }, opened);
   } catch (err) {
     for (const close of opened.reverse())
       await Promise.resolve()
@@ -127,7 +131,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
 
 async function openNode(
   options: NodeOptions,
-  { membershipUrl, clustered }: { membershipUrl: string; clustered: boolean },
+  { membershipUrl, clustered, trustedProxies }: { membershipUrl: string; clustered: boolean; trustedProxies: TrustedProxies },
   opened: Array<() => unknown>,
 ): Promise<DataPlaneNode> {
   const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
@@ -142,7 +146,7 @@ async function openNode(
 
   const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
   const quic = await QuicServer.listen({
-    alpn: [ALPN],
+    alpn: NODE_ALPNS,
     host: tunnelAt.host,
     port: tunnelAt.port,
     key: options.key,
@@ -158,6 +162,10 @@ async function openNode(
       void conn.close({ code: 0x1, reason: 'node is draining' });
       return;
     }
+    if (conn.alpn !== ALPN) {
+      void conn.close(outdatedClientClose(conn.alpn));
+      return;
+    }
     void register(conn, {
       nodeId,
       authenticator: (group) => groups.authenticatorFor(group),
@@ -171,7 +179,7 @@ async function openNode(
 
   // Requests in flight (public and hop), so a drain can wait for them.
   let inFlight = 0;
-  const track = (res: http.ServerResponse): void => {
+  const track = (res: { once(event: 'close', listener: () => void): unknown }): void => {
     inFlight++;
     res.once('close', () => inFlight--);
   };
@@ -211,7 +219,14 @@ async function openNode(
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
-    remote: hopClient ? { targets: hopTargets, hop: hopClient } : undefined,
+    trustedProxies,
+    remote: hopClient
+      ? {
+          targets: hopTargets,
+          open: (target, group, head) => hopClient.open(target, group, head),
+          count: (result) => metrics.hopRequests.inc({ result }),
+        }
+      : undefined,
     awaitHolder: (group) => {
       const held = (): boolean => registry.count(group) > 0 || (clustered && membership.nodesFor(group).some((n) => n.id !== nodeId));
       if (held()) return Promise.resolve(true);
@@ -238,10 +253,10 @@ async function openNode(
   registry.on('change', wakeHolderWaiters);
   membership.on('change', wakeHolderWaiters);
 
-  let internal: http.Server | undefined;
+  let internal: HopListener | undefined;
   let internalAddress: HostPort | undefined;
   if (clustered) {
-    internal = createHopListener({ secret: options.clusterSecret!, maxHeaderSize: options.maxHeaderSize, metrics, proxy, track });
+    internal = createHopListener({ secret: options.clusterSecret!, metrics, proxy, track, logger: log.child({ component: 'hop' }) });
     internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
     opened.push(() => internal!.close());
   }
@@ -251,6 +266,8 @@ async function openNode(
     track(res);
     proxy.onRequest(req, res);
   });
+  // More headers than node:http keeps would be dropped silently: the proxy refuses them (431) instead.
+  httpServer.maxHeadersCount = MAX_HEADER_COUNT + 1;
   httpServer.on('upgrade', proxy.onUpgrade);
   httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Node answers 431 for an oversized header section; other parse errors get a 400.

@@ -12,10 +12,19 @@ export const ERROR_CODES = {
   ERR_PROTOCOL_UNEXPECTED_EOF: 'the stream ended before a whole frame arrived',
   ERR_PROTOCOL_TIMEOUT: 'no whole frame arrived within the allowed time',
   ERR_PROTOCOL_BAD_MESSAGE: 'a frame decoded but a field has the wrong type or value',
+  ERR_PROTOCOL_BAD_HEAD: 'a request or response head on a request stream is malformed or over the size limit',
   ERR_UNAUTHORIZED: 'the tunnel group rejected the credentials (do not retry with the same credentials)',
   ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
   ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
   ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+  ERR_PROXY_UNKNOWN_HOST: 'a visitor asked for a host no tunnel group serves (404)',
+  ERR_PROXY_BAD_REQUEST: 'a visitor request the node cannot forward, such as a target that is neither a path nor an absolute http(s) URL (400)',
+  ERR_PROXY_NO_TUNNEL: 'no tunnel, on this node or another, could take the request before it began (503)',
+  ERR_PROXY_TUNNEL_FAILED: 'the tunnel or the hop failed before a usable response head arrived (502)',
+  ERR_PROXY_TIMEOUT: 'no response head arrived within --request-timeout (504)',
+  ERR_PROXY_BODY_TOO_LARGE: 'the request body is over --max-body-size (413)',
+  ERR_PROXY_HEADERS_TOO_LARGE: 'the request header section is over --max-header-size (431)',
+  ERR_HOP_REFUSED: 'another node refused a hop connection: wrong cluster secret or not a hop peer',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

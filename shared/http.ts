@@ -45,8 +45,21 @@ export function replyText(res: ServerResponse, status: number, text: string, hea
   res.end(body);
 }
 
+/**
+ * An HTTP/1.1 response head as text, for a socket that left node:http (an upgrade, a
+ * parse error): the one place that writes a head by hand. `headers` is flat.
+ */
+export function responseHeadText(status: number, reason: string, headers: readonly string[]): string {
+  let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || ''}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}
+
 /** The same answer as raw bytes, for a socket that left HTTP (an upgrade, a parse error); it closes the connection. */
-export function rawTextResponse(status: number, text: string): string {
+export function rawTextResponse(status: number, text: string, extra: Readonly<Record<string, string>> = {}): string {
   const body = `${text}\n`;
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body))];
+  for (const [name, value] of Object.entries(extra)) if (name !== 'connection') headers.push(name, value);
+  headers.push('connection', 'close');
+  return responseHeadText(status, '', headers) + body;
 }
