@@ -52,6 +52,12 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'max-header-size', kind: 'integer', value: 'BYTES', help: 'largest request header section accepted (431 above)', default: '16384' },
   { long: 'max-body-size', kind: 'integer', value: 'BYTES', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
   { long: 'drain-timeout', kind: 'duration', value: 'DURATION', help: 'on SIGTERM, how long in-flight requests get to finish', default: '30s' },
+  {
+    long: 'trusted-proxies',
+    kind: 'string',
+    value: 'CIDR,…',
+    help: 'proxies in front of the node whose X-Forwarded-*, Forwarded and X-Real-IP are kept (default: none, the node sets them)',
+  },
   { long: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
 ];
 
@@ -79,6 +85,7 @@ export interface NodeFlags {
   maxHeaderSize: number;
   maxBodySize: number;
   drainTimeoutMs: number;
+  trustedProxies?: string;
   help: boolean;
 }
 

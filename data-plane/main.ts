@@ -48,6 +48,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     membershipTtlMs: flags.membershipTtlMs,
     internalAddress: flags.internalAddress,
     clusterSecret,
+    trustedProxies: flags.trustedProxies,
     logger,
   });
   let signals = 0;
