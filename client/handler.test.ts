@@ -207,6 +207,22 @@ describe('Node request listener', () => {
     expect(reply).toMatch(/from listener(\r\n0\r\n\r\n)?$/);
   });
 
+  it('gets its response head to the visitor before any body, when it sends the head alone', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const { port } = await throughNode(async (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      await released;
+      res.end('data: done\n\n');
+    });
+    // The visitor sees the head while the handler still holds the body back.
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: '127.0.0.1', port, headers: { host: GROUP } }, resolve));
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    release();
+    expect((await collect(res)).toString()).toBe('data: done\n\n');
+  });
+
   it('gets a request body, streamed and chunked', async () => {
     const { port } = await throughNode(async (req: http.IncomingMessage, res: http.ServerResponse) => res.end(`got ${(await collect(req)).length}`));
     expect(await rawExchange(port, rawRequest(['POST / HTTP/1.1', 'Transfer-Encoding: chunked'], '3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n'))).toContain('got 5');

@@ -117,8 +117,18 @@ export class ResponseVisitor implements Visitor {
 
   respond(head: ResponseHead, rest: Buffer, far: Readable, expectBody: boolean, fail: (error: Error) => void): void {
     const { res } = this;
-    // Nothing is written until the first body bytes (or the end): node:http corks the head with them.
+    // node:http sends the head with the first body bytes (or the end) in one write. Bytes that
+    // came with the head go at once; a head that came alone (an event stream, a long poll)
+    // goes now, so the visitor is not kept waiting for it.
     res.writeHead(head.status, head.reason || undefined, forwardable(head.headers, false));
+    if (rest.length === 0 && !far.readableEnded) {
+      // Checked after this turn: body bytes or a FIN right behind the head go with it.
+      let body = false;
+      far.once('data', () => (body = true));
+      setImmediate(() => {
+        if (!body && !res.writableEnded && !res.destroyed) res.flushHeaders();
+      });
+    }
     relay(rest, far, res, expectBody ? declaredLength(head) : undefined, () => res.end(), fail);
   }
 
