@@ -136,12 +136,12 @@ class HopSession {
       r.rollback(start);
       return;
     }
-    this.#start(group, decodeRequestHead(splitHead(frame)!.payload));
+    this.#start(group, decodeRequestHead(splitHead(frame)!.payload), frame);
     const rest = r.drain();
     if (rest.length > 0) this.#onData(rest);
   }
 
-  #start(group: string, head: RequestHead): void {
+  #start(group: string, head: RequestHead, headBytes: Buffer): void {
     const visitor = new HopVisitor(this, head.upgrade);
     this.#visitor = visitor;
     this.#requestDone = !head.body && !head.upgrade;
@@ -150,7 +150,7 @@ class HopSession {
     this.#state = head.upgrade ? 'raw' : head.body ? 'body' : 'busy';
     this.deps.metrics.hopReceived.inc({ result: 'served' });
     this.deps.track(visitor);
-    this.deps.proxy.serveHop({ group, head, body: this.#body, visitor });
+    this.deps.proxy.serveHop({ group, head, headBytes, body: this.#body, visitor });
   }
 
   #deliver(data: Buffer): void {
@@ -209,6 +209,9 @@ class HopVisitor extends EventEmitter implements Visitor {
   respond(head: ResponseHead, rest: Buffer, far: Readable, _expectBody: boolean, fail: (error: Error) => void): void {
     const { socket } = this.session;
     this.#started = true;
+    // The answer, the head and what follows within this turn (often the whole body and its end) in one write.
+    socket.cork();
+    setImmediate(() => socket.uncork());
     socket.write(Buffer.concat([ANSWER_RESPONSE, encodeResponseHead(head)]));
     if (this.raw) {
       relay(rest, far, socket, undefined, () => this.#complete(() => socket.end()), fail);

@@ -69,6 +69,8 @@ export interface ProxyDeps {
 export interface HopRequest {
   group: string;
   head: RequestHead;
+  /** The head as it arrived, passed on to the tunnel as is. */
+  headBytes?: Buffer | undefined;
   /** Body bytes (after the head), when the head says there are any. */
   body: Readable | undefined;
   visitor: Visitor;
@@ -383,9 +385,9 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       if (routed) new ProxyRequest(ctx, visitor, routed, socket, early, true).start();
     },
 
-    serveHop({ group, head, body, visitor }) {
+    serveHop({ group, head, headBytes, body, visitor }) {
       const requestId = headerValue(head.headers, 'x-request-id') ?? '-';
-      new ProxyRequest(ctx, visitor, { group, head, headBytes: encodeRequestHead(head), requestId }, body, EMPTY, false).start();
+      new ProxyRequest(ctx, visitor, { group, head, headBytes: headBytes ?? encodeRequestHead(head), requestId }, body, EMPTY, false).start();
     },
   };
 }
