@@ -19,7 +19,6 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     process.stdout.write(usage());
     return;
   }
-  const logger = createLogger({ level: flags.log });
   const [key, cert] = await Promise.all([
     readFlagFile(flags.privateKeyPath, '-k/--private-key-path'),
     readFlagFile(flags.certificatePath, '-c/--certificate-path'),
@@ -27,6 +26,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const clusterSecret = flags.clusterSecretFile
     ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
     : flags.clusterSecret;
+  const logger = createLogger({ level: flags.log });
   const node = await startNode({
     tunnelAddress: flags.tunnelAddress,
     httpAddress: flags.httpAddress,

@@ -48,6 +48,14 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
+/** `namespace` if it can name a Redis key prefix and a NATS bucket alike; throws otherwise. */
+export function checkNamespace(namespace: string): string {
+  if (!NAMESPACE_RE.test(namespace)) {
+    throw invalid(`membership namespace ${JSON.stringify(namespace)} may only contain letters, digits, "-" and "_"`);
+  }
+  return namespace;
+}
+
 /** Applies defaults and rejects values (or combinations) that cannot work. */
 export function parseMembershipOptions(options: MembershipOptions = {}): ResolvedMembershipOptions {
   const ttlMs = positiveInteger('ttlMs', options.ttlMs, DEFAULT_TTL_MS);
@@ -59,9 +67,6 @@ export function parseMembershipOptions(options: MembershipOptions = {}): Resolve
     );
   }
   const resyncMs = positiveInteger('resyncMs', options.resyncMs, DEFAULT_RESYNC_MS);
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
-  if (!NAMESPACE_RE.test(namespace)) {
-    throw invalid(`membership namespace ${JSON.stringify(namespace)} may only contain letters, digits, "-" and "_"`);
-  }
+  const namespace = checkNamespace(options.namespace ?? DEFAULT_NAMESPACE);
   return { ttlMs, heartbeatMs, resyncMs, namespace, logger: options.logger ?? silentLogger };
 }
