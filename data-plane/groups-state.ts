@@ -1,6 +1,8 @@
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
 import type { Group, GroupsConfig, GroupsSource } from '../shared/config/index.js';
+import { NotFoundError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { closeForError } from '../shared/protocol.js';
 import { reauthorize } from './registration.js';
 import type { TunnelRegistry } from './tunnels.js';
 
@@ -75,7 +77,7 @@ export class GroupsState {
     for (const tunnel of this.#registry.all()) {
       const group = next.groups.get(tunnel.group);
       // Tunnels of a group that is gone serve nothing: tell their clients.
-      if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
+      if (!group) void tunnel.connection.close(closeForError(new NotFoundError()));
       // Changed credentials (a rotated password or token) apply to tunnels already in, too.
       else if (reauthenticate.has(tunnel.group)) {
         void reauthorize(tunnel, {

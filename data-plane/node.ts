@@ -5,7 +5,7 @@ import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/con
 import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { ALPN, encodeFrame } from '../shared/protocol.js';
+import { ALPN, CloseCode, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
 import { GroupsState } from './groups-state.js';
 import { HopClient, type HopTarget } from './hop.js';
@@ -87,7 +87,7 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 export function parseHostPort(value: string, flag: string): HostPort {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new TypeError(`${flag}: expected HOST:PORT (e.g. 127.0.0.1:7171), got "${value}"`);
+  if (!m || port > 65535) throw new ReverstError('ERR_INVALID_OPTION', `${flag}: expected HOST:PORT (e.g. 127.0.0.1:7171), got "${value}"`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
@@ -155,7 +155,7 @@ async function openNode(
   let draining = false;
   quic.on('connection', (conn: QuicConnection) => {
     if (draining) {
-      void conn.close({ code: 0x1, reason: 'node is draining' });
+      void conn.close({ code: CloseCode.ServerError, reason: 'node is draining' });
       return;
     }
     void register(conn, {
@@ -298,7 +298,7 @@ async function openNode(
       internal?.closeAllConnections();
       await Promise.all([
         new Promise<void>((r) => httpServer.close(() => r())),
-        quic.close({ code: 0, reason: 'node stopped' }),
+        quic.close({ code: CloseCode.NoError, reason: 'node stopped' }),
         management ? new Promise<void>((r) => management!.close(() => r())) : undefined,
         internal ? new Promise<void>((r) => internal!.close(() => r())) : undefined,
         hopClient?.close(),

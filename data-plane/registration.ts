@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { AuthResult, Authenticator } from '../shared/auth/index.js';
 import { NotFoundError, ProtocolError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
+import { CloseCode, PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
 import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelRegistry } from './tunnels.js';
@@ -173,7 +173,7 @@ function watchControlStream(tunnel: Tunnel, registry: TunnelRegistry, log: Logge
     log.info('client left: finishing its requests in flight', { tunnel: tunnel.id, inFlight: tunnel.inFlight });
     registry.remove(tunnel);
     control.end(); // the grace below waits for every stream, this one included
-    void connection.close({ code: 0, reason: 'client left', graceMs: LEAVE_GRACE_MS });
+    void connection.close({ code: CloseCode.NoError, reason: 'client left', graceMs: LEAVE_GRACE_MS });
   };
   control.once('end', leave);
   control.once('close', leave);

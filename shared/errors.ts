@@ -16,6 +16,14 @@ export const ERROR_CODES = {
   ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
   ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
   ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+  ERR_QUIC_CONNECT_TIMEOUT: 'no QUIC handshake completed within the connect timeout',
+  ERR_QUIC_CONNECTION_REFUSED: 'the peer host answered that nothing listens on that UDP port',
+  ERR_QUIC_TLS: 'the TLS handshake failed (certificate, CA, server name or ALPN)',
+  ERR_QUIC_IDLE_TIMEOUT: 'nothing was heard from the peer within the idle timeout',
+  ERR_QUIC_PEER_UNRESPONSIVE: 'the peer acknowledged nothing for the unresponsive timeout while data waited for it',
+  ERR_QUIC_CLOSED: 'the connection was closed while something still used it',
+  ERR_QUIC_STREAM_RESET: 'the peer reset the stream',
+  ERR_QUIC_PROTOCOL: 'the peer broke the QUIC protocol, or quiche failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -122,3 +130,4 @@ export class ServerError extends RegistrationError {
     super('ERR_SERVER', message, { status: 500, ...options });
   }
 }
+
