@@ -24,6 +24,7 @@ describe('reverst flags', () => {
       maxHeaderSize: 16_384,
       maxBodySize: 0,
       membership: 'memory',
+      membershipNamespace: undefined,
     });
   });
 
@@ -52,6 +53,7 @@ describe('reverst flags', () => {
       /^--standalone and --membership conflict: a standalone node keeps membership in memory/,
     );
     expect(() => flags([...required, '--cluster-secret', 's', '--cluster-secret-file', 'f'])).toThrow(/--cluster-secret and --cluster-secret-file conflict/);
+    expect(() => flags([...required, '--membership-namespace', 'a:b'])).toThrow(/--membership-namespace: membership namespace "a:b" may only contain/);
     expect(() => flags([...required, '--keep-alive-period', '2m'])).toThrow(/--keep-alive-period must be shorter than --max-idle-timeout/);
   });
 });

@@ -3,6 +3,7 @@ import { groupsSourceSchemes } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage as commandUsage, type CommandLine, type CommandSpec, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
+import { DEFAULT_NAMESPACE, checkNamespace } from './membership/options.js';
 
 /** Checked and written canonically before anything starts: `-s nonsense` fails at once, naming the flag. */
 const listenAddress = (text: string): string => normalizeHostPort(text, LISTEN);
@@ -50,8 +51,16 @@ export const NODE_FLAGS = [
     long: 'membership',
     kind: 'string',
     value: 'URL',
-    help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT',
+    help: 'where nodes share which groups they hold: memory, redis://HOST:PORT or nats://HOST:PORT (?namespace=NAME to share a store)',
     default: 'memory',
+  },
+  {
+    long: 'membership-namespace',
+    kind: 'string',
+    value: 'NAME',
+    help: 'keeps this cluster apart from others in the same store: Redis key prefix, NATS bucket <NAME>-membership',
+    defaultText: DEFAULT_NAMESPACE,
+    parse: checkNamespace,
   },
   { long: 'membership-ttl', kind: 'duration', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
   { long: 'internal-address', kind: 'string', help: 'address other nodes forward requests to (cluster only)', parse: listenAddress },

@@ -45,6 +45,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     drainTimeoutMs: flags.drainTimeoutMs,
     nodeId: flags.nodeId,
     membership: flags.membership,
+    membershipNamespace: flags.membershipNamespace,
     membershipTtlMs: flags.membershipTtlMs,
     internalAddress: flags.internalAddress,
     clusterSecret,

@@ -1,17 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { formatHostPort } from '../shared/address.js';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { ALPN, CloseCode, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
+import { redactUrl } from '../shared/redact.js';
 import { GroupsState } from './groups-state.js';
 import { HopClient, type HopTarget } from './hop.js';
 import { createHopListener } from './hop-listener.js';
 import { createManagementServer } from './management.js';
-import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
+import { createMembership, type Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
 import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
@@ -42,6 +44,8 @@ export interface NodeOptions {
   nodeId?: string | undefined;
   /** Where nodes publish which groups they hold: `memory` (default: this node alone), `redis://…`, `nats://…`. */
   membership?: string | undefined;
+  /** Keeps this cluster apart from others sharing the store (default `reverst`; or `?namespace=` on the URL). */
+  membershipNamespace?: string | undefined;
   /** How long a node that stops heartbeating stays in the route tables (default 6 s). */
   membershipTtlMs?: number | undefined;
   /** The internal hop listener other nodes forward requests to, `host:port` (cluster only). */
@@ -177,11 +181,10 @@ async function openNode(
   };
 
   // Cluster: which node holds which group, and the hop between nodes.
-  const ttlMs = options.membershipTtlMs ?? DEFAULT_TTL_MS;
+  // Timing (heartbeat, resync) follows from the TTL in parseMembershipOptions, nowhere else.
   const membership = createMembership(membershipUrl, {
-    ttlMs,
-    heartbeatMs: Math.max(1, Math.floor(ttlMs / 3)),
-    resyncMs: Math.min(DEFAULT_RESYNC_MS, ttlMs),
+    ttlMs: options.membershipTtlMs,
+    namespace: options.membershipNamespace,
     logger: log.child({ component: 'membership' }),
   });
   opened.push(() => membership.stop({ leave: false }));
@@ -198,10 +201,13 @@ async function openNode(
   };
   registry.on('change', () => membership.setGroups(registry.groups()));
   membership.on('change', () => metrics.membershipEvents.inc({ type: 'change' }));
+  let outage = false;
   membership.on('health', (h: { ok: boolean; detail: string }) => {
     metrics.membershipEvents.inc({ type: h.ok ? 'store_ok' : 'store_degraded' });
-    if (h.ok) log.info('membership store reachable again', { detail: h.detail });
-    else log.warn('membership store unreachable: local tunnels keep serving, cross-node routing uses the last known table', { detail: h.detail });
+    // Joining is not recovering: only a store that was unreachable can be reachable again.
+    if (h.ok && outage) log.info('membership store reachable again', { detail: h.detail });
+    if (!h.ok) log.warn('membership store unreachable: local tunnels keep serving, cross-node routing uses the last known table', { detail: h.detail });
+    outage = !h.ok;
   });
 
   const proxy = createProxy({
@@ -245,8 +251,8 @@ async function openNode(
     internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
     opened.push(() => internal!.close());
   }
-  // A node alone has no hop listener: nobody forwards to it.
-  await membership.start({ id: nodeId, address: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : 'standalone' });
+  // A node alone has no hop listener: nobody forwards to it. IPv6 goes in brackets, so the hop's URL is valid.
+  await membership.start({ id: nodeId, address: internalAddress ? formatHostPort(internalAddress) : 'standalone' });
   const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
     track(res);
     proxy.onRequest(req, res);
@@ -330,7 +336,7 @@ async function openNode(
     httpAddress: `${httpAddress.host}:${httpAddress.port}`,
     managementAddress: managementAddress ? `${managementAddress.host}:${managementAddress.port}` : undefined,
     internalAddress: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : undefined,
-    membership: membershipUrl.replace(/\/\/[^@/]*@/, '//***@'),
+    membership: redactUrl(membershipUrl),
   });
 
   return {
