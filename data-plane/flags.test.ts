@@ -74,7 +74,10 @@ describe('--unresponsive-timeout', () => {
 
 describe('reverst -h', () => {
   it('offers only the groups sources this build has', () => {
-    const line = () => usage().split('\n').find((l) => l.includes('--tunnel-groups'));
+    const line = () =>
+      usage()
+        .split('\n')
+        .find((l) => l.includes('--tunnel-groups'));
     expect(line()).toMatch(/tunnel groups source: a file path or file:\/\/… \(default: groups\.yml\)$/);
     expect(line()).not.toMatch(/k8s/);
     // A source that registers (as k8s:// will) shows up without touching the table.

@@ -130,4 +130,3 @@ export class ServerError extends RegistrationError {
     super('ERR_SERVER', message, { status: 500, ...options });
   }
 }
-
