@@ -9,7 +9,7 @@ import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { HopClient, type HopTarget } from './hop.js';
 import { createHopListener } from './hop-listener.js';
-import { listen } from './listeners.js';
+import { LISTENER_FLAGS, listen } from './listeners.js';
 import { createMembership, type Membership, type MembershipHealth } from './membership/index.js';
 import type { Metrics } from './metrics.js';
 import type { PublicProxy } from './proxy.js';
@@ -124,7 +124,7 @@ export class Cluster {
     const { internalAddress, clusterSecret, maxHeaderSize, metrics } = this.#options;
     if (!this.clustered) return;
     this.#listener = createHopListener({ secret: clusterSecret!, maxHeaderSize, metrics, proxy, track });
-    this.#address = await listen(this.#listener, internalAddress!);
+    this.#address = await listen(this.#listener, internalAddress!, LISTENER_FLAGS.internal);
   }
 
   /** Publishes this node; other nodes reach it at its hop listener (brackets for IPv6, so the hop's URL is valid). */

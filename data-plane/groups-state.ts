@@ -67,6 +67,11 @@ export class GroupsState {
     this.#config = next;
     this.#authenticators = new Map();
     this.#registry.setPolicies((g) => this.#config.groups.get(g)?.loadBalancing ?? 'round-robin');
+    if (next.groups.size === 0) {
+      this.#log.warn('the tunnel groups source defines no groups: every request is answered 404 and every registration "not found"', {
+        source: this.#source.name,
+      });
+    }
     const reauthenticate = new Set<string>();
     for (const [name, group] of next.groups) {
       if (!group.authentication.basic && !group.authentication.bearer && !group.authentication.external) {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { ReverstError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
+import { checkKeyPair } from '../shared/pem.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode } from './node.js';
 
@@ -23,6 +24,8 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     readFlagFile(flags.privateKeyPath, '-k/--private-key-path'),
     readFlagFile(flags.certificatePath, '-c/--certificate-path'),
   ]);
+  // Named by file here; startNode checks the same for callers of the library.
+  checkKeyPair({ pem: key, name: `-k/--private-key-path ${flags.privateKeyPath}` }, { pem: cert, name: `-c/--certificate-path ${flags.certificatePath}` });
   const clusterSecret = flags.clusterSecretFile
     ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
     : flags.clusterSecret;

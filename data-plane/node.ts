@@ -10,6 +10,7 @@ import { LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { checkKeyPair } from '../shared/pem.js';
 import { CloseCode } from '../shared/protocol.js';
 import type { QuicConnection } from '../shared/quic/index.js';
 import { redactUrl } from '../shared/redact.js';
@@ -115,6 +116,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     management: options.managementAddress ? listenerAddress(options.managementAddress, LISTENER_FLAGS.management) : undefined,
   };
   const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal) : undefined;
+  checkKeyPair({ pem: options.key, name: 'key' }, { pem: options.cert, name: 'cert' });
   const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
   const registry = new TunnelRegistry();
   const metrics = new Metrics();
@@ -197,7 +199,7 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     },
     proxy.onUpgrade,
   );
-  const httpAddress = await listen(publicServer, at.http);
+  const httpAddress = await listen(publicServer, at.http, LISTENER_FLAGS.http);
   opened.push(() => publicServer.close());
 
   let management: http.Server | undefined;
@@ -216,7 +218,7 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
         },
       };
     });
-    managementAddress = await listen(management, at.management);
+    managementAddress = await listen(management, at.management, LISTENER_FLAGS.management);
     opened.push(() => management!.close());
   }
 

@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
   ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
   ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+  ERR_LISTEN: 'a listener could not be opened; the message names the flag and the address (in use, not local, or privileged)',
   ERR_QUIC_CONNECT_TIMEOUT: 'no QUIC handshake completed within the connect timeout',
   ERR_QUIC_CONNECTION_REFUSED: 'the peer host answered that nothing listens on that UDP port',
   ERR_QUIC_TLS: 'the TLS handshake failed (certificate, CA, server name or ALPN)',
