@@ -9,7 +9,14 @@ describe('reverst http flags', () => {
   it('reads the origin and flags, with defaults', () => {
     const command = parse(['3000', '--group', 'g']);
     expect(command.origin.href).toBe('http://localhost:3000/');
-    expect(command.connect).toEqual({ addresses: [DEFAULT_ADDRESS], serverName: undefined, insecure: false, group: 'g', auth: undefined });
+    expect(command.connect).toEqual({
+      addresses: [DEFAULT_ADDRESS],
+      serverName: undefined,
+      insecure: false,
+      group: 'g',
+      auth: undefined,
+      retryNotFound: false,
+    });
     expect(command).toMatchObject({ preserveHost: false, originTimeoutMs: 60_000, logLevel: 'info', caPath: undefined });
   });
 
@@ -35,6 +42,7 @@ describe('reverst http flags', () => {
       '1m30s',
       '-l',
       'DEBUG',
+      '--retry-not-found',
     ]);
     expect(command.origin.href).toBe('https://127.0.0.1:8443/app');
     expect(command.connect).toEqual({
@@ -43,6 +51,7 @@ describe('reverst http flags', () => {
       insecure: false,
       group: 'g',
       auth: { scheme: 'Basic', credentials: Buffer.from('u:p').toString('base64') },
+      retryNotFound: true,
     });
     expect(command).toMatchObject({ caPath: 'ca.pem', preserveHost: true, originTimeoutMs: 90_000, logLevel: 'debug' });
   });
@@ -65,6 +74,7 @@ describe('reverst http flags', () => {
       insecure: true,
       group: 'g',
       auth: { scheme: 'Bearer', credentials: 't0k' },
+      retryNotFound: false,
     });
     expect(command).toMatchObject({ preserveHost: true, originTimeoutMs: 5_000, logLevel: 'warn' });
   });

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { normalizeHostPort } from '../shared/address.js';
-import { BadRequestError, RegistrationError, ReverstError, UnauthorizedError } from '../shared/errors.js';
+import { BadRequestError, NotFoundError, RegistrationError, ReverstError, ServerNameError, UnauthorizedError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage, type CommandSpec, type FlagSpec } from '../shared/flags.js';
 import { createLogger, type LogLevel } from '../shared/log.js';
 import { basic, bearer } from './auth.js';
@@ -48,6 +48,7 @@ const HTTP_FLAGS = [
   { long: 'token', kind: 'string', value: 'TOKEN', help: 'bearer authentication' },
   { long: 'preserve-host', kind: 'boolean', help: "send the visitor's Host to the origin instead of the origin's own" },
   { long: 'origin-timeout', kind: 'duration', help: 'give up on an origin silent this long', default: '1m0s' },
+  { long: 'retry-not-found', kind: 'boolean', help: 'keep retrying while the node does not know the group (it may appear on a reload)' },
 ] as const satisfies readonly FlagSpec[];
 
 export const HTTP_COMMAND = {
@@ -93,6 +94,7 @@ export function parseHttpCommand(argv: string[], env: NodeJS.ProcessEnv = proces
       insecure: flags.insecure,
       group: flags.group,
       auth: token ? bearer(token) : username !== undefined && password !== undefined ? basic(username, password) : undefined,
+      retryNotFound: flags.retryNotFound,
     },
     caPath: flags.ca,
     preserveHost: flags.preserveHost,
@@ -172,8 +174,14 @@ function refusal(error: RegistrationError): ReverstError {
   const hint =
     error instanceof UnauthorizedError
       ? ' (check --username/--password or --token)'
-      : error instanceof BadRequestError
-        ? ' (check --group; the node may speak another protocol version)'
-        : '';
-  return new ReverstError(error.code, `registration failed: ${error.message}${hint}`, { cause: error });
+      : error instanceof NotFoundError
+        ? ' (check --group, or give --retry-not-found to wait for it)'
+        : error instanceof ServerNameError
+          ? ' (check --server-name)'
+          : error instanceof BadRequestError
+            ? ' (check --group; the node may speak another protocol version)'
+            : '';
+  // A wrong server name fails before any registration: its message says what happened.
+  const what = error instanceof ServerNameError ? error.message : `registration failed: ${error.message}`;
+  return new ReverstError(error.code, `${what}${hint}`, { cause: error });
 }

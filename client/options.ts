@@ -52,6 +52,11 @@ export interface ConnectOptions {
   unresponsiveTimeoutMs?: number | undefined;
   connectTimeoutMs?: number | undefined;
   registrationTimeoutMs?: number | undefined;
+  /**
+   * Keep retrying while the node does not know the group (it may be added by a reload). By
+   * default a "not found" stops the tunnel with NotFoundError, as a misspelt group never appears.
+   */
+  retryNotFound?: boolean | undefined;
   /** Aborting stops the tunnel, like close(); a pending connect() rejects. */
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
@@ -81,6 +86,7 @@ export interface TunnelOptions {
   unresponsiveTimeoutMs: number;
   connectTimeoutMs: number;
   registrationTimeoutMs: number;
+  retryNotFound: boolean;
   signal?: AbortSignal | undefined;
   logger: Logger;
 }
@@ -150,6 +156,7 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     unresponsiveTimeoutMs,
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     registrationTimeoutMs: positive('registrationTimeoutMs', options.registrationTimeoutMs, DEFAULT_REGISTRATION_TIMEOUT_MS),
+    retryNotFound: options.retryNotFound ?? false,
     signal: options.signal,
     logger,
   };

@@ -75,6 +75,12 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     log.info('tunnel registered', { group, tunnel: tunnel.id, strategy: result.strategy });
     return tunnel;
   } catch (err) {
+    // A client that closes cleanly before registering (one that only looked at our certificate) made no registration.
+    const info = conn.isClosing ? conn.closeInfo() : undefined;
+    if (!group && info?.byPeer && info.app && info.code === CloseCode.NoError) {
+      log.debug('client closed before registering', { reason: info.reason });
+      return undefined;
+    }
     const close = closeForError(err);
     deps.metrics.registrations.inc({ group: group || 'unknown', result: resultLabel(err) });
     log.warn('registration failed', { group: group || undefined, reason: close.reason, error: (err as Error).message });

@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BadRequestError, ConfigError, ERROR_CODES, NotFoundError, ReverstError, ServerError, UnauthorizedError } from './errors.js';
+import { ConfigError, ERROR_CODES, NotFoundError, ReverstError, ServerError, ServerNameError, UnauthorizedError, BadRequestError } from './errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -45,6 +45,7 @@ const SAMPLES: Record<string, (() => Error) | 'abstract'> = {
   NotFoundError: () => new NotFoundError(),
   BadRequestError: () => new BadRequestError(),
   ServerError: () => new ServerError(),
+  ServerNameError: () => new ServerNameError('wrong.example', ['right.example']),
 };
 
 describe('every error class', async () => {
@@ -64,7 +65,7 @@ describe('every error class', async () => {
 
   it('finds the classes by walking the modules’ exports', () => {
     // A sanity floor, so a broken walk cannot pass by finding nothing.
-    expect([...classes.keys()]).toEqual(expect.arrayContaining(['ReverstError', 'ConfigError', 'QuicError', 'QuicTlsError']));
+    expect([...classes.keys()]).toEqual(expect.arrayContaining(['ReverstError', 'ConfigError', 'QuicError', 'QuicTlsError', 'ServerNameError']));
   });
 
   it.each([...classes.keys()].sort())('%s is a ReverstError with a documented code and its own name', (name) => {
@@ -91,9 +92,20 @@ describe('errors', () => {
   });
 
   it('registration errors say whether a retry can help', () => {
-    expect([new UnauthorizedError(), new BadRequestError()].map((e) => e.retryable)).toEqual([false, false]);
-    expect([new NotFoundError(), new ServerError()].map((e) => e.retryable)).toEqual([true, true]);
+    expect([new UnauthorizedError(), new BadRequestError(), new NotFoundError(), new ServerNameError('a', [])].map((e) => e.retryable)).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(new ServerError().retryable).toBe(true);
     expect(new UnauthorizedError().status).toBe(401);
+  });
+
+  it('a wrong server name says which name was asked for and which the certificate holds', () => {
+    expect(new ServerNameError('wrong.example', ['flipt.dev.local', '127.0.0.1']).message).toBe(
+      'the node\'s certificate is not valid for the server name "wrong.example": it holds flipt.dev.local, 127.0.0.1',
+    );
   });
 
   it('ConfigError formats every issue with source:line:column: field: message', () => {
