@@ -37,6 +37,7 @@ export class GroupsState {
           log.info('tunnel groups reloaded', { source: source.name, groups: [...next.groups.keys()] });
         },
         (err) => log.error('tunnel groups reload failed; keeping the last good config', { source: source.name, error: err.message }),
+        () => log.debug('tunnel groups reread: unchanged', { source: source.name }),
       );
     }
     return state;

@@ -7,8 +7,12 @@ export interface GroupsSource {
   /** For logs and error messages. */
   readonly name: string;
   load(): Promise<GroupsConfig>;
-  /** Calls `onChange` with each new valid config; a bad update goes to `onError` and changes nothing. */
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void;
+  /**
+   * Calls `onChange` with each new valid config; a bad update goes to `onError` and changes
+   * nothing. Sources that re-read on a signal may call `onUnchanged` when the config read is
+   * the one in force, so a caller can tell a reload ran and changed nothing.
+   */
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void;
   close(): void;
 }
 
