@@ -152,4 +152,13 @@ describe('reverst starts', () => {
     await node.waitForLine(/"msg":"node ready"/);
     expect((await node.kill('SIGTERM')).code).toBe(0);
   });
+
+  it('and a SIGTERM that arrives while it starts drains it once started, instead of killing it', async () => {
+    const node = spawnNode('cli.ts', ['-n', GROUP, '-k', server.keyPath, '-c', server.certPath, '-g', groups, '-a', '127.0.0.1:0', '-s', '127.0.0.1:0']);
+    // Logged before the listeners open: the signal lands while the node is starting.
+    await node.waitForLine(/"msg":"tunnel groups loaded"/);
+    node.child.kill('SIGTERM');
+    expect(await node.exited).toEqual({ code: 0, signal: null });
+    expect(node.output()).toMatch(/"msg":"node stopped"/);
+  });
 });
