@@ -6,7 +6,8 @@ export class Metrics {
 
   readonly registrations = new Counter({
     name: 'reverst_tunnel_group_registrations_total',
-    help: 'Tunnel registrations by group and result (ok, unauthorized, not_found, bad_request, timeout, error)',
+    // Groups come from the config only: a registration for any other name counts under "(unknown)".
+    help: 'Tunnel registrations by configured group ("(unknown)" for any other name) and result (ok, unauthorized, not_found, bad_request, timeout, error)',
     labelNames: ['group', 'result'] as const,
     registers: [this.registry],
   });

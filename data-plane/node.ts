@@ -5,6 +5,7 @@ import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/con
 import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { rateLimited } from '../shared/log-limits.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
 import { GroupsState } from './groups-state.js';
@@ -153,6 +154,8 @@ async function openNode(
   });
   opened.push(() => quic.close());
   let draining = false;
+  const registrationLog = log.child({ component: 'registration' });
+  const refusals = rateLimited(registrationLog, { summary: 'registration failures not logged (rate limit)' });
   quic.on('connection', (conn: QuicConnection) => {
     if (draining) {
       void conn.close({ code: 0x1, reason: 'node is draining' });
@@ -163,7 +166,8 @@ async function openNode(
       authenticator: (group) => groups.authenticatorFor(group),
       registry,
       metrics,
-      logger: log.child({ component: 'registration' }),
+      logger: registrationLog,
+      refusals,
       timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
       isDraining: () => draining,
     });
