@@ -7,7 +7,7 @@ import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
 import { StreamCode } from '../shared/protocol.js';
 import { HOP_HEADERS, HOP_NO_TUNNEL_HEADER, type HopClient, type HopTarget } from './hop.js';
 import type { Metrics } from './metrics.js';
-import type { Tunnel, TunnelPicker } from './tunnels.js';
+import { TunnelSilentError, whenSilent, type Tunnel, type TunnelPicker } from './tunnels.js';
 
 const STREAM_CANCELLED = StreamCode.Cancelled;
 
@@ -236,10 +236,19 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
         return;
       }
       const { tunnel, stream } = opened;
+      const sentAt = performance.now();
       const upstream = http.request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => stream });
       current = { stream, upstream };
+      // A client that went silent before this request reached it: when the request may be sent again,
+      // take it to another tunnel (the 'error' handler below retries it) instead of waiting for this one's drop.
+      const unwatch = whenSilent(tunnel, sentAt, () => {
+        const silent = new TunnelSilentError(tunnel.id);
+        if (!ended && !res.headersSent && retrySafe(req, stream, silent) && deps.picker.hasAnswering(group, tried)) upstream.destroy(silent);
+      });
+      upstream.once('close', unwatch);
 
       upstream.once('response', (up) => {
+        unwatch();
         clearTimeout(deadline);
         lastServed.set(group, performance.now());
         deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);

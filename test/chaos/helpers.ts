@@ -65,7 +65,7 @@ export class NodeProcess {
   /** (Re)starts the process on the same ports and waits until it is ready. */
   async run(): Promise<void> {
     this.proc = spawnNode('cli.ts', this.args, { name: 'node', env: this.env });
-    await this.proc.waitForLine(/"msg":"node ready"/, 20_000);
+    await this.proc.waitForLine(/"msg":"node ready"/, 60_000);
   }
 
   get address(): string {

@@ -126,7 +126,7 @@ describe('registration fuzzing', () => {
     );
     const node = await NodeProcess.start({ certs, groupsPath, args: ['-l', 'info'] });
     spawnExampleClient(node.address, certs.ca);
-    await expect.poll(() => node.tunnels(), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => node.tunnels(), { timeout: 60_000 }).toBe(1);
     const ca = certs.ca.cert;
 
     const visitors = load(node.httpPort, 2, 20);

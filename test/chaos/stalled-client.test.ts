@@ -17,7 +17,7 @@ describe('a client frozen and let go', () => {
     async (stallS) => {
       const t = await startTestNode({ unresponsiveTimeoutMs: 5_000 });
       const client = spawnExampleClient(t.address, t.ca);
-      await expect.poll(() => t.node.registry.count(GROUP), { timeout: 20_000 }).toBe(1);
+      await expect.poll(() => t.node.registry.count(GROUP), { timeout: 60_000 }).toBe(1);
       expect((await get(t.node.httpAddress.port)).body).toBe('PONG');
 
       let droppedAt: number | undefined;
@@ -68,7 +68,7 @@ describe('a client frozen and let go', () => {
     const certs = await testCerts();
     const node = await NodeProcess.start({ certs, groupsPath: writeGroups(BASIC_GROUP_YAML) });
     const client = spawnExampleClient(node.address, certs.ca);
-    await expect.poll(() => node.tunnels(), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => node.tunnels(), { timeout: 60_000 }).toBe(1);
 
     client.child.kill('SIGSTOP');
     // Killed without a word: no close reaches the client. The new process knows nothing of its connection.
