@@ -36,7 +36,7 @@ export class Metrics {
 
   readonly hopRequests = new Counter({
     name: 'reverst_hop_requests_total',
-    help: 'Requests forwarded to another node, by result (response, retry: failed before it began, failed)',
+    help: 'Requests forwarded to another node, by result (response, retry: failed before it began, failed, cancelled: the visitor left)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

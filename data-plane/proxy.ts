@@ -192,10 +192,12 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       // Give the tunnel its stream credit back at once.
       current?.stream.reset(STREAM_CANCELLED);
     };
+    // The visitor went away before the response was complete.
+    let left = false;
     res.once('close', () => {
       clearTimeout(deadline);
       if (res.writableFinished) return;
-      ended = true;
+      ended = left = true;
       abandon();
     });
     // One deadline up to the response head, waiting for a tunnel's stream credit included.
@@ -309,7 +311,8 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       for (const target of remote.targets(group)) {
         if (ended) return true;
         const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort!.signal);
-        deps.metrics.hopRequests.inc({ result: result.kind });
+        // A hop aborted because the visitor left (or the deadline passed) reports 'retry': count what happened.
+        deps.metrics.hopRequests.inc({ result: left ? 'cancelled' : ended ? 'failed' : result.kind });
         if (result.kind === 'response') {
           clearTimeout(deadline);
           lastServed.set(group, performance.now());
