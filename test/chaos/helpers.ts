@@ -1,7 +1,9 @@
 // Shared by the fault and fuzz suite: sizes for CI and for `npm run soak`, figures for the
 // issue notes, and real processes (a node from the CLI, the example client) to freeze and kill.
 import http from 'node:http';
-import { freePort, spawnNode, type KeyPair, type ProcessHandle } from '../harness/index.js';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { freePort, spawnNode, spawnProcess, type KeyPair, type ProcessHandle } from '../harness/index.js';
 import { GROUP } from '../e2e/helpers.js';
 
 /** `npm run soak` sets this: the full counts and durations instead of CI's short ones. */
@@ -36,9 +38,11 @@ export class NodeProcess {
     readonly managementPort: number,
     private readonly args: string[],
     private readonly env: NodeJS.ProcessEnv,
+    private readonly gc: boolean,
   ) {}
 
-  static async start(opts: { certs: { server: KeyPair }; groupsPath: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<NodeProcess> {
+  /** `gc`: run it with --expose-gc, so that heapAfterGc() can ask for its heap. */
+  static async start(opts: { certs: { server: KeyPair }; groupsPath: string; args?: string[]; env?: NodeJS.ProcessEnv; gc?: boolean }): Promise<NodeProcess> {
     const [quicPort, httpPort, managementPort] = [await freePort('udp'), await freePort(), await freePort()];
     const args = [
       '-n',
@@ -57,14 +61,16 @@ export class NodeProcess {
       `127.0.0.1:${managementPort}`,
       ...(opts.args ?? []),
     ];
-    const node = new NodeProcess(quicPort, httpPort, managementPort, args, opts.env ?? {});
+    const node = new NodeProcess(quicPort, httpPort, managementPort, args, opts.env ?? {}, opts.gc ?? false);
     await node.run();
     return node;
   }
 
   /** (Re)starts the process on the same ports and waits until it is ready. */
   async run(): Promise<void> {
-    this.proc = spawnNode('cli.ts', this.args, { name: 'node', env: this.env });
+    this.proc = this.gc
+      ? spawnProcess(process.execPath, ['--expose-gc', '--import', tsxLoader(), 'test/fixtures/node-with-gc.ts', ...this.args], { name: 'node', env: this.env })
+      : spawnNode('cli.ts', this.args, { name: 'node', env: this.env });
     await this.proc.waitForLine(/"msg":"node ready"/, 60_000);
   }
 
@@ -84,6 +90,15 @@ export class NodeProcess {
     return Number(match[1]);
   }
 
+  /** The node's heap in use after a full collection (started with `gc`). */
+  async heapAfterGc(): Promise<number> {
+    const seen = this.proc.stdout.length;
+    this.proc.child.kill('SIGUSR2');
+    // Lines already written are checked too: only one printed after this signal counts.
+    const line = await this.proc.waitForLine((l) => /^heap \d+$/.test(l) && this.proc.stdout.lastIndexOf(l) >= seen, 30_000);
+    return Number(line.slice('heap '.length));
+  }
+
   /** Bytes the node has written to stderr (its JSON log) so far. */
   logBytes(): number {
     return this.proc.stderr.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0);
@@ -95,6 +110,8 @@ export class NodeProcess {
     return match ? Number(match[1]) : 0;
   }
 }
+
+const tsxLoader = (): string => pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
