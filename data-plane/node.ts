@@ -10,6 +10,7 @@ import { LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { rateLimited } from '../shared/log-limits.js';
 import { checkKeyPair } from '../shared/pem.js';
 import { CloseCode } from '../shared/protocol.js';
 import type { QuicConnection } from '../shared/quic/index.js';
@@ -27,6 +28,7 @@ import { TunnelRegistry } from './tunnels.js';
 
 export { HANDOVER_WAIT_MS } from './cluster.js';
 export { DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_DRAIN_TIMEOUT_MS } from './lifecycle.js';
+export { DEFAULT_HEADERS_TIMEOUT_MS } from './listeners.js';
 
 export interface NodeOptions {
   /** QUIC listener for tunnels, `host:port` (`[::1]:7171` for IPv6; port 0 picks one). */
@@ -47,6 +49,8 @@ export interface NodeOptions {
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
   unresponsiveTimeoutMs?: number | undefined;
   requestTimeoutMs: number;
+  /** Longest wait for a visitor's request head (408 after); Node's default, 60 s, when unset. */
+  headersTimeoutMs?: number | undefined;
   maxHeaderSize: number;
   /** Largest request body accepted (413 above); 0 or unset for no limit. */
   maxBodySize?: number | undefined;
@@ -161,6 +165,8 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
   });
   opened.push(() => quic.close());
+  const registrationLog = log.child({ component: 'registration' });
+  const refusals = rateLimited(registrationLog, { summary: 'registration failures not logged (rate limit)' });
   quic.on('connection', (conn: QuicConnection) => {
     if (intake.draining) {
       void conn.close({ code: CloseCode.ServerError, reason: 'node is draining' });
@@ -171,7 +177,8 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
       authenticator: (group) => groups.authenticatorFor(group),
       registry,
       metrics,
-      logger: log.child({ component: 'registration' }),
+      logger: registrationLog,
+      refusals,
       timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
       isDraining: () => intake.draining,
     });
@@ -192,7 +199,7 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
   await cluster.listen(proxy, intake.track);
   await cluster.join();
   const publicServer = createPublicServer(
-    options.maxHeaderSize,
+    { maxHeaderSize: options.maxHeaderSize, headersTimeoutMs: options.headersTimeoutMs },
     (req: http.IncomingMessage, res: http.ServerResponse) => {
       intake.track(res);
       proxy.onRequest(req, res);

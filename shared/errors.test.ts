@@ -51,7 +51,9 @@ const SAMPLES: Record<string, (() => Error) | 'abstract'> = {
 describe('every error class', async () => {
   const classes = await exportedErrorClasses();
   const quic = await import('./quic/index.js');
+  const tunnels = await import('../data-plane/tunnels.js');
   Object.assign(SAMPLES, {
+    TunnelSilentError: () => new tunnels.TunnelSilentError('node-1'),
     ProtocolError: () => new (classes.get('ProtocolError') as new (code: 'ERR_PROTOCOL_TIMEOUT', message: string) => Error)('ERR_PROTOCOL_TIMEOUT', 'slow'),
     QuicError: () => new quic.QuicError('ERR_QUIC_PROTOCOL', 'broken'),
     QuicConnectTimeoutError: () => new quic.QuicConnectTimeoutError('127.0.0.1:7171', 1_000),

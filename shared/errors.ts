@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   ERR_QUIC_CLOSED: 'the connection was closed while something still used it',
   ERR_QUIC_STREAM_RESET: 'the peer reset the stream',
   ERR_QUIC_PROTOCOL: 'the peer broke the QUIC protocol, or quiche failed',
+  ERR_TUNNEL_SILENT: "a tunnel's client acknowledged nothing of a request for a second; the node moves the request to another tunnel",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
