@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { StreamCode } from '../shared/protocol.js';
 import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
-import type { Tunnel } from './tunnels.js';
+import { type Tunnel, TunnelSilentError, whenSilent } from './tunnels.js';
 
 /**
  * Where a request is sent: a stream on one of this node's tunnels, or an exchange
@@ -25,6 +25,7 @@ const ignore = (): void => {};
 export class TunnelFar implements Far {
   readonly kind = 'tunnel';
   readonly label: string;
+  #unwatch: (() => void) | undefined;
 
   constructor(
     readonly tunnel: Tunnel,
@@ -39,8 +40,22 @@ export class TunnelFar implements Far {
 
   unprocessed(error: unknown): boolean {
     // Never on the wire, refused by a client that is leaving (like HTTP/3's H3_REQUEST_REJECTED), or a head it could not read.
-    if (!this.stream.created) return true;
+    if (!this.stream.created || error instanceof TunnelSilentError) return true;
     return error instanceof QuicStreamResetError && (error.resetCode === StreamCode.Refused || error.resetCode === StreamCode.BadHead);
+  }
+
+  /**
+   * Calls `onSilent` if the tunnel's client turns suspect having sent nothing since `since`
+   * (before the request's first byte went out): the request never reached a live client.
+   */
+  whenSilent(since: number, onSilent: (silent: TunnelSilentError) => void): void {
+    this.#unwatch = whenSilent(this.tunnel, since, () => onSilent(new TunnelSilentError(this.tunnel.id)));
+    this.stream.once('close', () => this.unwatch());
+  }
+
+  unwatch(): void {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
   }
 
   abandon(): void {

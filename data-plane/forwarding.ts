@@ -14,27 +14,48 @@ import type { RequestHead } from '../shared/heads.js';
 import { HOP_BY_HOP } from '../shared/http.js';
 import { ProxyError } from './proxy-errors.js';
 
+/** An address or CIDR block, as `[address, prefix bits, family]`; throws for anything else. */
+function parseBlock(entry: string): [string, number, 'ipv4' | 'ipv6'] {
+  const [address = '', prefix, ...extra] = entry.split('/');
+  const family = net.isIP(address);
+  const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+  if (family === 0 || extra.length > 0 || !/^\d{1,3}$/.test(String(bits)) || bits > (family === 6 ? 128 : 32)) {
+    throw new ReverstError('ERR_INVALID_OPTION', `"${entry}" is not an IP address or CIDR block (e.g. 10.0.0.0/8 or fd00::/8)`);
+  }
+  return [address, bits, family === 6 ? 'ipv6' : 'ipv4'];
+}
+
+const entries = (value: string | readonly string[] | undefined): string[] =>
+  (typeof value === 'string' ? [value] : (value ?? []))
+    .flatMap((v) => v.split(','))
+    .map((e) => e.trim())
+    .filter(Boolean);
+
+/** Checks `--trusted-proxies` values (comma-separated addresses or CIDR blocks) as the flag is read. */
+export function checkTrustedProxies(text: string): string {
+  for (const entry of entries(text)) parseBlock(entry);
+  return text;
+}
+
 /** Addresses whose X-Forwarded-*, Forwarded and X-Real-IP the node keeps (`--trusted-proxies`). */
 export class TrustedProxies {
   static readonly none = new TrustedProxies(undefined);
 
   private constructor(readonly list: net.BlockList | undefined) {}
 
-  /** `10.0.0.0/8,192.168.1.7,fd00::/8`: addresses or CIDR blocks, comma-separated. */
+  /** `10.0.0.0/8,192.168.1.7,fd00::/8`: addresses or CIDR blocks, comma-separated (or a list of them). */
   static parse(value: string | readonly string[] | undefined, flag = '--trusted-proxies'): TrustedProxies {
-    const entries = (typeof value === 'string' ? value.split(',') : (value ?? [])).map((e) => e.trim()).filter(Boolean);
-    if (entries.length === 0) return TrustedProxies.none;
     const list = new net.BlockList();
-    for (const entry of entries) {
-      const [address = '', prefix, ...extra] = entry.split('/');
-      const family = net.isIP(address);
-      const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
-      if (family === 0 || extra.length > 0 || !/^\d{1,3}$/.test(String(bits)) || bits > (family === 6 ? 128 : 32)) {
-        throw new ReverstError('ERR_INVALID_OPTION', `${flag}: "${entry}" is not an IP address or CIDR block (e.g. 10.0.0.0/8 or fd00::/8)`);
+    let any = false;
+    for (const entry of entries(value)) {
+      try {
+        list.addSubnet(...parseBlock(entry));
+      } catch (error) {
+        throw new ReverstError('ERR_INVALID_OPTION', `${flag}: ${(error as Error).message}`);
       }
-      list.addSubnet(address, bits, family === 6 ? 'ipv6' : 'ipv4');
+      any = true;
     }
-    return new TrustedProxies(list);
+    return any ? new TrustedProxies(list) : TrustedProxies.none;
   }
 
   has(address: string | undefined): boolean {

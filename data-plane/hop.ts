@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import { Duplex } from 'node:stream';
+import { parseHostPort } from '../shared/address.js';
 import { sameDigest, sha256 } from '../shared/auth/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { type RequestHead, splitHead } from '../shared/heads.js';
@@ -30,8 +31,11 @@ const IDLE_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 /** The far node held no tunnel for the group (its route was stale): nothing was processed there. */
-export class HopNoTunnelError extends Error {
+export class HopNoTunnelError extends ReverstError {
   override name = 'HopNoTunnelError';
+  constructor(node: string) {
+    super('ERR_HOP_NO_TUNNEL', `node ${node} holds no tunnel for the group`);
+  }
 }
 
 /** The far node refused the connection (wrong cluster secret): nothing was processed there. */
@@ -40,11 +44,6 @@ export class HopRefusedError extends ReverstError {
   constructor(node: string, reason: string) {
     super('ERR_HOP_REFUSED', `node ${node} refused the hop: ${reason}`);
   }
-}
-
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
 type ReadState = 'answer' | 'head' | 'body' | 'raw' | 'refused' | 'idle';
@@ -228,7 +227,7 @@ class HopExchange extends Duplex {
     this.#responseDone = true;
     // Nothing was served: if the request went out whole, the connection is still in step and can be reused.
     this.#maybeRelease();
-    this.destroy(new HopNoTunnelError(`node ${this.#conn.target.id} holds no tunnel for the group`));
+    this.destroy(new HopNoTunnelError(this.#conn.target.id));
   }
 
   lost(error: Error): void {
@@ -300,7 +299,7 @@ export class HopClient {
 
   #dial(target: HopTarget): Promise<HopConnection> {
     if (this.#closed) return Promise.reject(new Error('hop client closed'));
-    const { host, port } = splitHostPort(target.address);
+    const { host, port } = parseHostPort(target.address);
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
       const timer = setTimeout(

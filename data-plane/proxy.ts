@@ -28,6 +28,8 @@ const HANDOVER_WINDOW_MS = 5_000;
 // RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
+export type HopResult = 'response' | 'retry' | 'failed' | 'cancelled';
+
 export interface HopTarget {
   id: string;
   /** The target node's internal listener, `host:port`. */
@@ -40,8 +42,8 @@ export interface Remote {
   targets(group: string): HopTarget[];
   /** Starts an exchange with `target` for a request with `head`; rejects if the node cannot be reached. */
   open(target: HopTarget, group: string, head: RequestHead): Promise<Far>;
-  /** Counts hop outcomes: response (a head came back), retry (failed unprocessed, moving on), failed. */
-  count(result: 'response' | 'retry' | 'failed'): void;
+  /** Counts hop outcomes: response (a head came back), retry (failed before it began, moving on), failed, cancelled (the visitor left). */
+  count(result: HopResult): void;
 }
 
 export interface ProxyDeps {
@@ -115,6 +117,8 @@ class ProxyRequest {
   #targets: HopTarget[] | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #far: Far | undefined;
+  /** The current hop's outcome went into the metrics. */
+  #hopCounted = false;
   #stopBody: (() => void) | undefined;
   #bodyBytes = 0;
   #response: ResponseHead | undefined;
@@ -177,7 +181,7 @@ class ProxyRequest {
         // A far side that refused the request unprocessed is no failure of it: like finding no tunnel.
         if (!far.unprocessed(error)) this.#failure = this.#explain(far, error);
         const retry = this.#mayRetry(far, error);
-        if (far.kind === 'hop') this.#ctx.deps.remote?.count(retry ? 'retry' : 'failed');
+        this.#countHop(retry ? 'retry' : 'failed');
         if (!retry) throw this.#explain(far, error);
         this.#ctx.log.debug('far side failed before responding, trying the next', {
           group: this.#group,
@@ -218,7 +222,16 @@ class ProxyRequest {
   /** forward, then relay: the head and body out; resolves once the response head went on to the visitor. */
   #exchange(far: Far): Promise<void> {
     this.#far = far;
+    this.#hopCounted = false;
     const { stream } = far;
+    // A client that goes silent before this request reached it: while the request may be sent again
+    // and another tunnel answers, take it there instead of waiting for this one to be dropped.
+    if (far instanceof TunnelFar) {
+      const { picker } = this.#ctx.deps;
+      far.whenSilent(performance.now(), (silent) => {
+        if (!this.#finished && this.#mayRetry(far, silent) && picker.hasAnswering(this.#group, this.#tried)) stream.destroy(silent);
+      });
+    }
     stream.write(this.#headBytes);
     if (this.#head.body || this.#head.upgrade) this.#sendBody(stream);
     else stream.end();
@@ -243,7 +256,8 @@ class ProxyRequest {
   #relay(far: Far, head: ResponseHead, rest: Buffer): void {
     if (this.#finished) return;
     clearTimeout(this.#deadline);
-    if (far.kind === 'hop') this.#ctx.deps.remote?.count('response');
+    if (far instanceof TunnelFar) far.unwatch();
+    this.#countHop('response');
     this.#response = head;
     this.#ctx.lastServed.set(this.#group, performance.now());
     this.#ctx.deps.metrics.proxyLatency.observe({ group: this.#group }, (performance.now() - this.#started) / 1000);
@@ -294,6 +308,13 @@ class ProxyRequest {
     return IDEMPOTENT.has(this.#head.method) || far.unprocessed(error);
   }
 
+  /** One count per hop attempt, whatever ends it. */
+  #countHop(result: HopResult): void {
+    if (this.#far?.kind !== 'hop' || this.#hopCounted) return;
+    this.#hopCounted = true;
+    this.#ctx.deps.remote?.count(result);
+  }
+
   #mayWaitForHolder(): boolean {
     const served = this.#ctx.lastServed.get(this.#group);
     return this.#mayHop && this.#bodyBytes === 0 && served !== undefined && performance.now() - served < HANDOVER_WINDOW_MS;
@@ -315,6 +336,9 @@ class ProxyRequest {
     this.#finished = true;
     clearTimeout(this.#deadline);
     this.#stopBody?.();
+    if (this.#far instanceof TunnelFar) this.#far.unwatch();
+    // A hop still waiting for its answer: the visitor left (cancelled), or time ran out or it broke (failed).
+    this.#countHop(error === undefined && !this.#visitor.completed ? 'cancelled' : 'failed');
     // Whatever of the body is left is read and dropped, so a keep-alive connection can carry the next request.
     if (this.#body && !this.#body.readableEnded) this.#body.resume();
     const visitor = this.#visitor;

@@ -5,6 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
+import { ReverstError } from '../shared/errors.js';
 import type { ResponseHead } from '../shared/heads.js';
 import { HOP_BY_HOP, rawTextResponse, responseHeadText } from '../shared/http.js';
 import type { ProxyError } from './proxy-errors.js';
@@ -28,8 +29,11 @@ export interface Visitor {
 }
 
 /** A response relayed in full or not at all: more or fewer bytes than its Content-Length is a broken one. */
-export class LengthMismatchError extends Error {
+export class LengthMismatchError extends ReverstError {
   override name = 'LengthMismatchError';
+  constructor(message: string) {
+    super('ERR_PROXY_LENGTH_MISMATCH', message);
+  }
 }
 
 /** The body length a response head declares, if it declares one that must be honoured. */

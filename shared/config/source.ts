@@ -7,8 +7,12 @@ export interface GroupsSource {
   /** For logs and error messages. */
   readonly name: string;
   load(): Promise<GroupsConfig>;
-  /** Calls `onChange` with each new valid config; a bad update goes to `onError` and changes nothing. */
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void;
+  /**
+   * Calls `onChange` with each new valid config; a bad update goes to `onError` and changes
+   * nothing. Sources that re-read on a signal may call `onUnchanged` when the config read is
+   * the one in force, so a caller can tell a reload ran and changed nothing.
+   */
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void;
   close(): void;
 }
 
@@ -31,13 +35,18 @@ export function registerGroupsSource(scheme: string, factory: GroupsSourceFactor
 // `file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative, as in the seed.
 registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
 
+/** The URL schemes a `-g` value may use in this build (a plain path always works). */
+export function groupsSourceSchemes(): string[] {
+  return [...factories.keys()];
+}
+
 /** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
 export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1]?.toLowerCase();
   if (scheme === undefined) return new FileGroupsSource(spec, options);
   const factory = factories.get(scheme);
   if (factory) return factory(spec, options);
-  const known = [...factories.keys()].map((s) => `${s}://`);
+  const known = groupsSourceSchemes().map((s) => `${s}://`);
   throw new ConfigError([{ source: spec, message: `unknown tunnel groups source scheme "${scheme}://": use a file path or one of ${known.join(', ')}` }], {
     code: 'ERR_CONFIG_SOURCE_UNSUPPORTED',
   });

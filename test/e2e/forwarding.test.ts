@@ -115,7 +115,9 @@ describe("the node's forwarding headers", () => {
     const args = ['-n', GROUP, '-k', server.keyPath, '-c', server.certPath, '-g', writeGroups(BASIC_GROUP_YAML), '-a', '127.0.0.1:0', '-s', '127.0.0.1:0'];
     const node = spawnNode('cli.ts', args, { env: { REVERST_TRUSTED_PROXIES: '10.0.0.0/33' } });
     expect((await node.exited).code).toBe(2);
-    expect(node.output().trim()).toBe('[stderr] reverst: --trusted-proxies: "10.0.0.0/33" is not an IP address or CIDR block (e.g. 10.0.0.0/8 or fd00::/8)');
+    expect(node.output().trim()).toBe(
+      '[stderr] reverst: REVERST_TRUSTED_PROXIES: "10.0.0.0/33" is not an IP address or CIDR block (e.g. 10.0.0.0/8 or fd00::/8) (see reverst -h)',
+    );
   });
 });
 
