@@ -200,6 +200,7 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
+    maxHeaderSize: options.maxHeaderSize,
     trustedProxies,
     remote: cluster.remote,
     awaitHolder: (group) => cluster.awaitHolder(group),

@@ -56,6 +56,11 @@ export interface ProxyDeps {
   requestTimeoutMs: number;
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
+  /**
+   * Largest header section a request may have as it leaves the node, forwarding headers
+   * included (431 above): what reaches the origin fits the same limit (0: not checked here).
+   */
+  maxHeaderSize?: number | undefined;
   /** Visitors whose X-Forwarded-*, Forwarded and X-Real-IP are kept. */
   trustedProxies?: TrustedProxies | undefined;
   remote?: Remote | undefined;
@@ -369,6 +374,13 @@ class ProxyRequest {
   }
 }
 
+/** The head's size written as HTTP/1.1 (request line, Host, fields, blank line): what the origin's parser will count. */
+function sectionSize(head: RequestHead): number {
+  let size = head.method.length + head.target.length + 13 + 8 + head.authority.length;
+  for (let i = 0; i < head.headers.length; i += 2) size += head.headers[i]!.length + head.headers[i + 1]!.length + 4;
+  return size;
+}
+
 function headerValue(headers: string[], lower: string): string | undefined {
   for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === lower) return headers[i + 1];
   return undefined;
@@ -385,6 +397,8 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       const { head, requestId } = visitorRequest(req, upgrade, trusted);
       const group = deps.route(head.authority);
       if (!group) throw ProxyError.unknownHost(head.authority);
+      const limit = deps.maxHeaderSize ?? 0;
+      if (limit > 0 && sectionSize(head) > limit) throw ProxyError.headersTooLarge(`over ${limit} bytes with the forwarding headers the node adds`);
       return { group, head, headBytes: encode(head), requestId };
     } catch (error) {
       const answer = error instanceof ProxyError ? error : ProxyError.badRequest(String(error));

@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { onCleanup, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { onCleanup, randomStream, sha256, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
 import { basic, connect, type Tunnel } from '../../client/index.js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { HopClient, HopNoTunnelError, HopRefusedError } from '../../data-plane/hop.js';
@@ -264,6 +264,43 @@ describe('the internal hop', () => {
     const [reply] = (await once(ws, 'message')) as [Buffer];
     expect(reply.toString()).toBe('echo over the hop');
     ws.close();
+  });
+
+  it('carries 20 MB up and 20 MB down across the hop, and requests after them on the same connections', async () => {
+    const [a, b] = await startCluster(store.url, ['a', 'b']);
+    let uploaded = '';
+    const { ca } = await testCerts();
+    const tunnel = await connect({
+      addresses: [a!.address],
+      serverName: GROUP,
+      ca: ca.cert,
+      group: GROUP,
+      auth: basic('user', 'pass'),
+      handler: async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (req.method === 'POST') {
+          uploaded = await sha256(req);
+          res.end('stored');
+        } else if (req.url === '/down') randomStream(20 << 20, 'down').pipe(res);
+        else res.end('small');
+      },
+    });
+    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    await routesTo(b!, ['a']);
+    const port = b!.httpPort;
+    const up = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/up', headers: { host: GROUP } }, (res) => {
+        res.resume().on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      randomStream(20 << 20, 'up').pipe(req);
+    });
+    expect(up).toBe(200);
+    expect(uploaded).toBe(await sha256(randomStream(20 << 20, 'up')));
+    const down = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/down', headers: { host: GROUP } }, (res) => resolve(sha256(res))).on('error', reject);
+    });
+    expect(down).toBe(await sha256(randomStream(20 << 20, 'down')));
+    for (let i = 0; i < 5; i++) expect(await get(b!)).toBe('200 small');
   });
 
   it('refuses connections without the cluster secret or with a wrong one, and never hops twice', async () => {
