@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { freePort, onCleanup, spawnNode, useCleanup } from '../harness/index.js';
 import { basic, connect } from '../../client/index.js';
 import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
-import { ALPN, CloseCode, MAX_FRAME_SIZE, encodeFrame, readFrame } from '../../shared/protocol.js';
+import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
 
@@ -67,6 +67,19 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const streamed = await visit(port, '/', { method: 'POST', headers: { 'transfer-encoding': 'chunked' }, body: Buffer.alloc(2_000) });
     expect(streamed.status).toBe(413);
     expect((await visit(port, '/', { method: 'POST', body: Buffer.alloc(500) })).body.toString()).toBe('fine');
+  });
+
+  it('tells a client of the previous protocol (reverst/1) to upgrade, with a code it does not retry', async () => {
+    const t = await startTestNode();
+    const conn = await connectQuic({ alpn: [LEGACY_ALPN], host: '127.0.0.1', port: t.node.tunnelAddress.port, serverName: GROUP, ca: t.ca.cert });
+    expect(conn.alpn).toBe(LEGACY_ALPN);
+    const info = await conn.closed;
+    expect({ code: info.code, reason: info.reason }).toEqual({
+      code: CloseCode.ClientError,
+      reason: 'reverst/1 is not served: upgrade the client to one that speaks reverst/2',
+    });
+    // What a v1 client makes of it: a bad request, which it does not retry.
+    expect(errorForClose(info.code, info.reason)).toMatchObject({ retryable: false, message: `bad request: ${info.reason}` });
   });
 
   it('closes bad registrations with the right code while other clients keep working', async () => {
