@@ -1,5 +1,5 @@
 export * from './groups.js';
 export { matchHost, hostFromHeader, normalizeHostname } from './hosts.js';
 export { parseDuration } from './duration.js';
-export { FileGroupsSource, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
+export { FileGroupsSource, fileTokenReader, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
 export { groupsSourceFromUrl, registerGroupsSource, type GroupsSource, type GroupsSourceFactory, type GroupsSourceOptions } from './source.js';
