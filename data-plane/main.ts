@@ -1,16 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { ReverstError } from '../shared/errors.js';
+import { readFlagFile } from '../shared/flag-file.js';
 import { createLogger } from '../shared/log.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode } from './node.js';
-
-async function readFlagFile(path: string, flag: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new ReverstError('ERR_INVALID_OPTION', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
 /** `reverst [FLAGS]`: run one data-plane node until SIGTERM/SIGINT, then drain and exit. */
 export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
