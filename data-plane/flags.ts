@@ -23,7 +23,14 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'server-name', short: 'n', kind: 'string', value: 'STRING', help: 'server name used to identify tunnel via TLS', required: true },
   { long: 'private-key-path', short: 'k', kind: 'string', value: 'STRING', help: 'path to TLS private key PEM file', required: true },
   { long: 'certificate-path', short: 'c', kind: 'string', value: 'STRING', help: 'path to TLS certificate PEM file', required: true },
-  { long: 'tunnel-groups', short: 'g', kind: 'string', value: 'STRING', help: 'path to file or k8s configmap identifier', default: 'groups.yml' },
+  {
+    long: 'tunnel-groups',
+    short: 'g',
+    kind: 'string',
+    value: 'STRING',
+    help: 'path to file or k8s configmap identifier, or a control plane URL (http://cp:8080/v1/groups)',
+    default: 'groups.yml',
+  },
   { long: 'watch-groups', short: 'w', kind: 'boolean', help: 'watch tunnel groups sources for updates' },
   { long: 'management-address', kind: 'string', value: 'STRING', help: 'HTTP address for management API' },
   { long: 'max-idle-timeout', kind: 'duration', value: 'DURATION', help: 'maximum time a connection can be idle', default: '1m0s' },
@@ -52,6 +59,13 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'max-header-size', kind: 'integer', value: 'BYTES', help: 'largest request header section accepted (431 above)', default: '16384' },
   { long: 'max-body-size', kind: 'integer', value: 'BYTES', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
   { long: 'drain-timeout', kind: 'duration', value: 'DURATION', help: 'on SIGTERM, how long in-flight requests get to finish', default: '30s' },
+  { long: 'control-plane-token-file', kind: 'string', value: 'STRING', help: "file holding the control plane's API token (-g http(s)://…)" },
+  {
+    long: 'groups-cache',
+    kind: 'string',
+    value: 'STRING',
+    help: 'file keeping the last config from the control plane, so a restart while it is down starts from it',
+  },
   { long: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
 ];
 
@@ -79,6 +93,8 @@ export interface NodeFlags {
   maxHeaderSize: number;
   maxBodySize: number;
   drainTimeoutMs: number;
+  controlPlaneTokenFile?: string;
+  groupsCache?: string;
   help: boolean;
 }
 

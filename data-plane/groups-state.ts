@@ -1,5 +1,5 @@
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
-import type { Group, GroupsConfig, GroupsSource } from '../shared/config/index.js';
+import type { Group, GroupsConfig, GroupsSource, GroupsSourceStatus } from '../shared/config/index.js';
 import type { Logger } from '../shared/log.js';
 import { reauthorize } from './registration.js';
 import type { TunnelRegistry } from './tunnels.js';
@@ -54,6 +54,11 @@ export class GroupsState {
       this.#authenticators.set(group, a);
     }
     return a;
+  }
+
+  /** Whether the source has given a config at all, and how current it is (for /readyz). */
+  sourceStatus(): GroupsSourceStatus {
+    return this.#source.status?.() ?? { ready: true, detail: `loaded from ${this.#source.name}` };
   }
 
   close(): void {

@@ -15,6 +15,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     readFlagFile(flags.privateKeyPath, '-k/--private-key-path'),
     readFlagFile(flags.certificatePath, '-c/--certificate-path'),
   ]);
+  const controlPlaneToken = flags.controlPlaneTokenFile
+    ? (await readFlagFile(flags.controlPlaneTokenFile, '--control-plane-token-file')).toString().trim()
+    : undefined;
   const clusterSecret = flags.clusterSecretFile
     ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
     : flags.clusterSecret;
@@ -27,6 +30,8 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     cert,
     groups: flags.tunnelGroups,
     watchGroups: flags.watchGroups,
+    controlPlaneToken,
+    groupsCache: flags.groupsCache,
     maxIdleTimeoutMs: flags.maxIdleTimeoutMs,
     keepAlivePeriodMs: flags.keepAlivePeriodMs,
     unresponsiveTimeoutMs: flags.unresponsiveTimeoutMs,

@@ -28,9 +28,13 @@ export interface NodeOptions {
   serverName: string;
   key: string | Buffer;
   cert: string | Buffer;
-  /** `-g`: a path, `file://…`, or a ready source. */
+  /** `-g`: a path, `file://…`, a control plane's `http(s)://…/v1/groups`, or a ready source. */
   groups: string | GroupsSource;
   watchGroups: boolean;
+  /** The control plane's API token (`-g http(s)://…`). */
+  controlPlaneToken?: string | undefined;
+  /** Where the last config from a control plane is kept, for a start while it is down. */
+  groupsCache?: string | undefined;
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
@@ -133,7 +137,10 @@ async function openNode(
   const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
   const log = options.logger.child({ node: nodeId });
   const metrics = new Metrics();
-  const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
+  const source =
+    typeof options.groups === 'string'
+      ? groupsSourceFromUrl(options.groups, { watch: options.watchGroups, token: options.controlPlaneToken, cachePath: options.groupsCache, logger: log })
+      : options.groups;
 
   const registry = new TunnelRegistry();
   const groups = await GroupsState.load(source, registry, log, options.watchGroups);
@@ -270,10 +277,13 @@ async function openNode(
     // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
     management = createManagementServer(metrics, () => {
       const store = membership.health();
+      // A source without any config yet (a control plane never reached) leaves the node not ready.
+      const source = groups.sourceStatus();
       return {
-        ready: !draining,
+        ready: !draining && source.ready,
         details: {
-          status: draining ? 'draining' : 'serving',
+          status: draining ? 'draining' : source.ready ? 'serving' : 'waiting for tunnel groups',
+          groupsSource: source.detail,
           membership: store.ok ? 'ok' : `degraded: ${store.detail}`,
           nodes: membership.nodes().map((n) => n.id),
           groups: Object.fromEntries([...groups.config.groups.keys()].map((g) => [g, membership.nodesFor(g).map((n) => n.id)])),
