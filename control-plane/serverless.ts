@@ -28,6 +28,8 @@ export interface ServerlessOptions {
   fetchTimeoutMs?: number | undefined;
   fetch?: typeof globalThis.fetch | undefined;
   jwks?: JwksOptions | undefined;
+  /** The longest long-poll; below the platform's request limit (API Gateway ends requests after 29 s). */
+  maxWaitMs?: number | undefined;
   logger?: Logger | undefined;
 }
 
@@ -48,7 +50,15 @@ export function controlPlaneFromEnv(env: ServerlessEnv, options: ServerlessOptio
   const groups = new PublishedGroups({ saltKey: apiToken, logger: logger.child({ component: 'control-plane' }) });
   const refreshMs = options.refreshMs ?? DEFAULT_REFRESH_MS;
   const refresh = yaml !== undefined ? yamlLoader(yaml, groups) : urlLoader(url!, groups, { ...options, refreshMs });
-  return createControlPlane({ groups, apiToken, jwks: options.jwks, logger, refresh, refreshIntervalMs: yaml === undefined ? refreshMs : undefined });
+  return createControlPlane({
+    groups,
+    apiToken,
+    jwks: options.jwks,
+    maxWaitMs: options.maxWaitMs,
+    logger,
+    refresh,
+    refreshIntervalMs: yaml === undefined ? refreshMs : undefined,
+  });
 }
 
 /** Parses the YAML once; a bad one stays reported in /readyz and /v1/groups (503). */

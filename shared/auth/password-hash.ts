@@ -102,7 +102,8 @@ export class PasswordChecks {
   readonly #maxQueued: number;
   readonly #cacheSize: number;
   // Cache keys are digests under a per-process random prefix: memory never holds a fast hash of a password.
-  readonly #pepper = crypto.getRandomValues(new Uint8Array(32));
+  // Drawn on first use: Workers allow no random values at module load, where the shared instance is made.
+  #pepper: Uint8Array | undefined;
   readonly #cache = new Map<string, true>();
   readonly #inFlight = new Map<string, Promise<PasswordCheck>>();
   readonly #queue: Array<() => void> = [];
@@ -175,10 +176,11 @@ export class PasswordChecks {
   }
 
   async #key(expected: PasswordHash, password: string): Promise<string> {
+    const pepper = (this.#pepper ??= crypto.getRandomValues(new Uint8Array(32)));
     const text = new TextEncoder().encode(`${expected.text}\0${password}`);
-    const input = new Uint8Array(this.#pepper.length + text.length);
-    input.set(this.#pepper);
-    input.set(text, this.#pepper.length);
+    const input = new Uint8Array(pepper.length + text.length);
+    input.set(pepper);
+    input.set(text, pepper.length);
     return toBase64(new Uint8Array(await crypto.subtle.digest('SHA-256', input)));
   }
 
