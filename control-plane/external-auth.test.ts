@@ -140,7 +140,7 @@ describe('external auth: JWTs checked with a JWKS fetched from a real HTTP serve
     const working = await jwksServer([key]);
     const decide = await controlPlane(
       `groups:${jwtGroup(GROUP, `            jwksUrl: "${hanging.url}"\n`)}${jwtGroup('other', `            jwksUrl: "${working.url}"\n`)}`,
-      { timeoutMs: 1_500 },
+      { timeoutMs: 4_000 },
     );
     const jwt = await token(key, { groups: [GROUP, 'other'] });
     let slowDone = false;

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { GroupAuthentication } from '../config/groups.js';
 import { createLogger } from '../log.js';
 import { createAuthenticator, parseAuthorization, type AuthenticatorOptions } from './index.js';
-import { PasswordChecks, hashPassword } from './password-hash.js';
+import { eventually } from '../../test/contract/eventually.js';
+import { PasswordChecks, hashPassword, pbkdf2Sha256 } from './password-hash.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const basicHeader = (user: string, pass: string, scheme = 'Basic') => `${scheme} ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
@@ -65,6 +66,22 @@ describe('basic', () => {
   });
 });
 
+/** A real derivation held until the test opens the gate, so a check can be kept in flight. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const state = {
+    started: 0,
+    open,
+    derive: async (...args: Parameters<typeof pbkdf2Sha256>) => {
+      state.started++;
+      await opened;
+      return pbkdf2Sha256(...args);
+    },
+  };
+  return state;
+}
+
 describe('basic with a password hash (as a control plane publishes it)', () => {
   const salt = new Uint8Array(16).fill(1);
 
@@ -84,15 +101,20 @@ describe('basic with a password hash (as a control plane publishes it)', () => {
 
   it('answers "unavailable" (the client retries) when too many checks are waiting', async () => {
     const passwordHash = await hashPassword('pass', salt);
+    const hold = gate();
     const auth = authenticator(
       { basic: { scheme: 'Basic', username: 'user', passwordHash } },
-      { passwordChecks: new PasswordChecks({ maxConcurrent: 1, maxQueued: 0 }) },
+      { passwordChecks: new PasswordChecks({ maxConcurrent: 1, maxQueued: 0, derive: hold.derive }) },
     );
-    const results = await Promise.all([auth.authenticate(basicHeader('user', 'guess-1'), 'g'), auth.authenticate(basicHeader('user', 'guess-2'), 'g')]);
-    expect(results).toEqual([
-      { ok: false, reason: 'basic: wrong username or password' },
-      { ok: false, reason: 'basic: too many password checks in progress', unavailable: true },
-    ]);
+    const first = auth.authenticate(basicHeader('user', 'guess-1'), 'g');
+    await eventually(() => expect(hold.started).toBe(1), 5_000);
+    expect(await auth.authenticate(basicHeader('user', 'guess-2'), 'g')).toEqual({
+      ok: false,
+      reason: 'basic: too many password checks in progress',
+      unavailable: true,
+    });
+    hold.open();
+    expect(await first).toEqual({ ok: false, reason: 'basic: wrong username or password' });
   });
 });
 

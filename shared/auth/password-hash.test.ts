@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PBKDF2_ITERATIONS, PasswordChecks, hashPassword, parsePasswordHash, type PasswordHash } from './password-hash.js';
+import { eventually } from '../../test/contract/eventually.js';
+import { PBKDF2_ITERATIONS, PasswordChecks, hashPassword, parsePasswordHash, pbkdf2Sha256, type PasswordHash } from './password-hash.js';
 
 const salt = new Uint8Array(16).fill(7);
 const parsed = (text: string): PasswordHash => {
@@ -38,6 +39,22 @@ describe('hashPassword / parsePasswordHash', () => {
   });
 });
 
+/** A real derivation that starts only once the test opens the gate, so checks can be held in flight. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const state = {
+    started: 0,
+    open,
+    derive: async (password: string, salt: Uint8Array, iterations: number) => {
+      state.started++;
+      await opened;
+      return pbkdf2Sha256(password, salt, iterations);
+    },
+  };
+  return state;
+}
+
 describe('PasswordChecks', () => {
   it('tells a match from a mismatch, and remembers only matches', async () => {
     const checks = new PasswordChecks();
@@ -69,14 +86,17 @@ describe('PasswordChecks', () => {
   });
 
   it('runs at most maxConcurrent at once and answers busy beyond the queue', async () => {
-    const checks = new PasswordChecks({ maxConcurrent: 1, maxQueued: 2 });
-    // Full strength, so the first derivation is still running when the fifth check arrives.
-    const hash = parsed(await hashPassword('right', salt));
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => checks.verify(hash, `guess-${i}`)));
-    expect(results.filter((r) => r === 'busy')).toHaveLength(2);
-    expect(results.filter((r) => r === 'mismatch')).toHaveLength(3);
-    expect(checks.derivations).toBe(3);
-    expect(checks.pending).toBe(0);
+    const hold = gate();
+    const checks = new PasswordChecks({ maxConcurrent: 1, maxQueued: 2, derive: hold.derive });
+    const hash = parsed(await hashPassword('right', salt, 10_000));
+    const results: string[] = [];
+    const all = Array.from({ length: 5 }, (_, i) => checks.verify(hash, `guess-${i}`).then((r) => results.push(r)));
+    // One derives (held), two wait, and the other two are refused at once.
+    await eventually(() => expect([results, checks.pending, hold.started]).toEqual([['busy', 'busy'], 3, 1]), 5_000);
+    hold.open();
+    await Promise.all(all);
+    expect(results.sort()).toEqual(['busy', 'busy', 'mismatch', 'mismatch', 'mismatch']);
+    expect([checks.derivations, hold.started, checks.pending]).toEqual([3, 3, 0]);
     // Once the queue has drained, checks run again.
     expect(await checks.verify(hash, 'right')).toBe('match');
   });

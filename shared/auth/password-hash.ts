@@ -85,6 +85,8 @@ export interface PasswordChecksOptions {
   maxQueued?: number | undefined;
   /** Successful checks remembered, so a client that got in once does not pay again on reconnect or re-check. */
   cacheSize?: number | undefined;
+  /** The derivation (PBKDF2-HMAC-SHA-256); replaceable so tests can hold one in flight. */
+  derive?: typeof pbkdf2Sha256 | undefined;
 }
 
 export const DEFAULT_MAX_CONCURRENT_PASSWORD_CHECKS = 2;
@@ -101,6 +103,7 @@ export class PasswordChecks {
   readonly #maxConcurrent: number;
   readonly #maxQueued: number;
   readonly #cacheSize: number;
+  readonly #pbkdf2: typeof pbkdf2Sha256;
   // Cache keys are digests under a per-process random prefix: memory never holds a fast hash of a password.
   // Drawn on first use: Workers allow no random values at module load, where the shared instance is made.
   #pepper: Uint8Array | undefined;
@@ -114,6 +117,7 @@ export class PasswordChecks {
     this.#maxConcurrent = options.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_PASSWORD_CHECKS;
     this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED_PASSWORD_CHECKS;
     this.#cacheSize = options.cacheSize ?? DEFAULT_PASSWORD_CACHE_SIZE;
+    this.#pbkdf2 = options.derive ?? pbkdf2Sha256;
   }
 
   /** Derivations running or waiting now. */
@@ -126,7 +130,20 @@ export class PasswordChecks {
     return this.#derivations;
   }
 
-  async verify(expected: PasswordHash, password: string): Promise<PasswordCheck> {
+  verify(expected: PasswordHash, password: string): Promise<PasswordCheck> {
+    // Joined synchronously, so checks that arrive together share one derivation whatever the timing.
+    const question = `${expected.text}\0${password}`;
+    let check = this.#inFlight.get(question);
+    if (!check) {
+      check = this.#check(expected, password);
+      this.#inFlight.set(question, check);
+      // The caller sees a rejection through `check`; this branch only clears the entry.
+      check.finally(() => this.#inFlight.delete(question)).catch(() => {});
+    }
+    return check;
+  }
+
+  async #check(expected: PasswordHash, password: string): Promise<PasswordCheck> {
     const key = await this.#key(expected, password);
     if (this.#cache.has(key)) {
       // Refresh its place: the map's order is the eviction order.
@@ -134,24 +151,16 @@ export class PasswordChecks {
       this.#cache.set(key, true);
       return 'match';
     }
-    let check = this.#inFlight.get(key);
-    if (!check) {
-      check = this.#derive(expected, password).then((result) => {
-        if (result === 'match') this.#remember(key);
-        return result;
-      });
-      this.#inFlight.set(key, check);
-      // The caller sees a rejection through `check`; this branch only clears the entry.
-      check.finally(() => this.#inFlight.delete(key)).catch(() => {});
-    }
-    return check;
+    const result = await this.#derive(expected, password);
+    if (result === 'match') this.#remember(key);
+    return result;
   }
 
   async #derive(expected: PasswordHash, password: string): Promise<PasswordCheck> {
     if (!(await this.#acquire())) return 'busy';
     try {
       this.#derivations++;
-      const derived = await pbkdf2Sha256(password, expected.salt, expected.iterations);
+      const derived = await this.#pbkdf2(password, expected.salt, expected.iterations);
       return sameBytes(derived, expected.hash) ? 'match' : 'mismatch';
     } finally {
       this.#release();

@@ -17,7 +17,7 @@ useCleanup();
 
 const TOKEN = 'cp-api-token';
 /** Generous: a change is published and long-polled in milliseconds; a loaded 2-core machine may take far longer. */
-const CHANGE_DEADLINE_MS = 5_000;
+const CHANGE_DEADLINE_MS = 10_000;
 /** The node's retry backoff after an outage (≤ 10 s) plus the control plane's start. */
 const CATCH_UP_DEADLINE_MS = 25_000;
 
