@@ -277,8 +277,9 @@ function redact(url: URL): string {
   return copy.href;
 }
 
-// fetch reports network errors as TypeError('fetch failed') with the real error as its cause.
+// fetch reports network errors as TypeError('fetch failed') with the real error
+// ("connect ECONNREFUSED 127.0.0.1:8080", "other side closed") as its cause.
 function failureMessage(err: unknown): string {
-  const { cause } = err as { cause?: { code?: string; message?: string } };
-  return cause?.code ?? cause?.message ?? (err as Error).message;
+  const { cause } = err as { cause?: { message?: string } };
+  return cause?.message || (err as Error).message;
 }

@@ -194,7 +194,7 @@ describe('a node following a control plane', () => {
     expect(r.status).toBe(503);
     expect(r.body).toMatchObject({ ready: false, status: 'waiting for tunnel groups' });
     expect(r.body.groupsSource).toMatch(
-      new RegExp(`^no tunnel groups yet: control plane unreachable since \\S+: control plane ${cp.url} unreachable: ECONNREFUSED`),
+      new RegExp(`^no tunnel groups yet: control plane unreachable since \\S+: control plane ${cp.url} unreachable: connect ECONNREFUSED`),
     );
     expect(await status(t, 'a.test')).toBe(404);
 
@@ -208,7 +208,7 @@ describe('a node following a control plane', () => {
     const down = new ControlPlaneProcess(await freePort(), yaml());
     await expect(startTestNode({ groups: down.url, controlPlaneToken: TOKEN })).rejects.toThrow(
       new RegExp(
-        `^control plane ${down.url} unreachable: ECONNREFUSED \\(give --groups-cache FILE to start from the last config next time\\); with -w the node would start and wait for it$`,
+        `^control plane ${down.url} unreachable: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(give --groups-cache FILE to start from the last config next time\\); with -w the node would start and wait for it$`,
       ),
     );
     const cp = await controlPlane(yaml());
@@ -237,13 +237,12 @@ describe('reverst control-plane and reverst, as processes', () => {
   it('serve a tunnel end to end from the control plane config', async () => {
     const cp = await controlPlane(yaml(group('flipt.dev.local', basicAuth('pass'))));
     const { ca, server } = await testCerts();
-    const [httpPort, quicPort] = [await freePort(), await freePort('udp')];
-    const node = spawnNode(
-      'cli.ts',
-      ['-n', 'flipt.dev.local', '-k', server.keyPath, '-c', server.certPath, '-a', `127.0.0.1:${quicPort}`, '-s', `127.0.0.1:${httpPort}`],
-      { env: { REVERST_TUNNEL_GROUPS: cp.url, REVERST_WATCH_GROUPS: 'true', REVERST_CONTROL_PLANE_TOKEN_FILE: cp.tokenFile }, name: 'node' },
-    );
-    await node.waitForLine(/"node ready"/, 20_000);
+    // Ports picked by the node itself (read back from its "node ready" line): no race with other processes.
+    const node = spawnNode('cli.ts', ['-n', 'flipt.dev.local', '-k', server.keyPath, '-c', server.certPath, '-a', '127.0.0.1:0', '-s', '127.0.0.1:0'], {
+      env: { REVERST_TUNNEL_GROUPS: cp.url, REVERST_WATCH_GROUPS: 'true', REVERST_CONTROL_PLANE_TOKEN_FILE: cp.tokenFile },
+      name: 'node',
+    });
+    const [, quicPort, httpPort] = await node.waitForLine(/"node ready".*"tunnelAddress":"127\.0\.0\.1:(\d+)","httpAddress":"127\.0\.0\.1:(\d+)"/, 20_000);
     const example = spawnNode('examples/simple/main.ts', [
       '--address',
       `127.0.0.1:${quicPort}`,
@@ -255,7 +254,7 @@ describe('reverst control-plane and reverst, as processes', () => {
       'pass',
     ]);
     await example.waitForLine(/tunnel ready/, 20_000);
-    const res = await visit(httpPort, '/foo');
+    const res = await visit(Number(httpPort), '/foo');
     expect([res.status, res.body.toString()]).toEqual([200, 'PONG']);
   });
 });
