@@ -51,8 +51,9 @@ function groupsResponse(snapshot: Snapshot): Response {
   });
 }
 
-function notModified(etag: string): Response {
-  return new Response(null, { status: 304, headers: { etag, 'cache-control': 'no-cache' } });
+/** `closing`: the control plane is draining; the node should ask again on a new connection (another replica). */
+function notModified(etag: string, closing = false): Response {
+  return new Response(null, { status: 304, headers: { etag, 'cache-control': 'no-cache', ...(closing ? { connection: 'close' } : {}) } });
 }
 
 /** RFC 9110 §13.1.2: a list of entity tags or `*`, compared weakly. */
@@ -112,7 +113,7 @@ export function createControlPlane(deps: ControlPlaneDeps): Hono {
     if (!matchesIfNoneMatch(c.req.header('if-none-match'), snapshot.etag)) return groupsResponse(snapshot);
     if (waitMs === 0) return notModified(snapshot.etag);
     const next = await waitForChange(snapshot.etag, Math.min(waitMs, maxWaitMs), c.req.raw.signal);
-    return next ? groupsResponse(next) : notModified(snapshot.etag);
+    return next ? groupsResponse(next) : notModified(snapshot.etag, groups.closed);
   });
 
   app.get('/v1/auth/external', async (c) => {

@@ -110,7 +110,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     server.close();
     server.closeIdleConnections();
     const deadline = Date.now() + DRAIN_GRACE_MS;
-    while (Date.now() < deadline && (await connectionCount(server)) > 0) await new Promise((r) => setTimeout(r, 25));
+    // Connections go as their last response ends (keep-alive ones included).
+    while (Date.now() < deadline && (await connectionCount(server)) > 0) {
+      server.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 25));
+    }
     await stop();
   };
   return { address, url, groups, drain, stop, closed };

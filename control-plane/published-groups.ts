@@ -42,6 +42,7 @@ export class PublishedGroups {
   #current: Snapshot | undefined;
   #lastError: Error | undefined;
   #closed = false;
+  #waiting = 0;
   /** Resolved (and replaced) on each change; every waiter awaits the same one. */
   #next = deferred();
   /** Published password hashes by their input, kept for the passwords of the current config. */
@@ -61,6 +62,11 @@ export class PublishedGroups {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Long-polls waiting now. */
+  get waiting(): number {
+    return this.#waiting;
   }
 
   /** Makes `config` the one served, waking waiters if its published form changed. */
@@ -92,6 +98,7 @@ export class PublishedGroups {
     if (this.#closed || signal?.aborted) return undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let onAbort: (() => void) | undefined;
+    this.#waiting++;
     const giveUp = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, ms);
       onAbort = resolve;
@@ -105,6 +112,7 @@ export class PublishedGroups {
         if (this.#current && this.#current.etag !== etag) return this.#current;
       }
     } finally {
+      this.#waiting--;
       clearTimeout(timer);
       if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
