@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { ReverstError } from '../errors.js';
 import type { BasicAuthentication, BearerAuthentication, ExternalAuthentication, StrategyName } from '../config/groups.js';
 import type { Logger } from '../log.js';
+import { rateLimited } from '../log-limits.js';
 import { parsePasswordHash, sharedPasswordChecks, type PasswordChecks } from './password-hash.js';
 
 /**
@@ -81,7 +82,10 @@ export interface ExternalStrategyOptions {
  */
 export function externalStrategy(config: ExternalAuthentication, options: ExternalStrategyOptions): Strategy {
   const timeoutMs = config.timeoutMs ?? options.timeoutMs;
-  const logger = options.logger.child({ endpoint: config.endpoint });
+  // Any client can make this warning happen, once per registration attempt: keep it bounded.
+  const unavailable = rateLimited(options.logger.child({ endpoint: config.endpoint }), {
+    summary: 'external authentication unavailable: similar warnings dropped (rate limit)',
+  });
   return async ({ header }, group) => {
     let response: Response;
     try {
@@ -98,7 +102,7 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
           ? `external: no answer from ${config.endpoint} within ${timeoutMs}ms`
           : `external: request to ${config.endpoint} failed: ${failureMessage(err)}`;
       // Unlike a wrong credential, this is the operator's problem: say so above debug level.
-      logger.warn('external authentication unavailable', { group, reason });
+      unavailable.warn('external authentication unavailable', { group, reason });
       return { ok: false, reason, unavailable: true };
     }
     // The body carries no decision; release the connection.
@@ -108,7 +112,7 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
     // Still a denial, as in the seed; but a failing service (a control plane whose key
     // server is down) is the operator's to fix, so the client retries instead of giving up.
     if (response.status >= 500) {
-      logger.warn('external authentication unavailable', { group, reason });
+      unavailable.warn('external authentication unavailable', { group, reason });
       return { ok: false, reason, unavailable: true };
     }
     return deny(reason);
