@@ -61,14 +61,15 @@ describe('the Node entry', () => {
     onCleanup(() => first.stop());
     await expect(
       startControlPlane({ groups: groupsFile(), watchGroups: false, listen: `127.0.0.1:${first.address.port}`, apiToken: TOKEN, logger: silentLogger }),
-    ).rejects.toThrow(`--listen 127.0.0.1:${first.address.port}: address already in use`);
+    ).rejects.toThrow(`--listen: TCP 127.0.0.1:${first.address.port} is already in use: stop what holds it or pick another port (EADDRINUSE)`);
   });
 });
 
 describe('reverst control-plane flags', () => {
   it('reads flags, then REVERST_* variables, then defaults', () => {
     expect(parseControlPlaneFlags(['-g', 'g.yml', '-w', '--api-token-file', 't'], { REVERST_LISTEN: '127.0.0.1:9000' })).toEqual({
-      log: 'INFO',
+      log: 'info',
+      positionals: [],
       tunnelGroups: 'g.yml',
       watchGroups: true,
       listen: '127.0.0.1:9000',
@@ -82,9 +83,9 @@ describe('reverst control-plane flags', () => {
 
   it.each([
     [[], 'missing required flag: --api-token-file (or REVERST_API_TOKEN_FILE, or --api-token): nodes present this token to read the tunnel groups'],
-    [['--api-token', 'a', '--api-token-file', 'f'], 'give --api-token or --api-token-file, not both'],
+    [['--api-token', 'a', '--api-token-file', 'f'], '--api-token and --api-token-file conflict: give the token one way (see reverst control-plane -h)'],
     [['--api-token', 'a', '--max-wait', 'soon'], '--max-wait: "soon" is not a duration (e.g. 30s, 1m0s, 250ms)'],
-    [['--api-token', 'a', '--port', '1'], "Unknown option '--port' (see reverst control-plane -h)"],
+    [['--api-token', 'a', '--port', '1'], 'unknown flag --port (see reverst control-plane -h)'],
   ])('refuses %j in one line', (argv, message) => {
     expect(() => parseControlPlaneFlags(argv, {})).toThrow(message);
   });

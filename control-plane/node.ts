@@ -3,11 +3,12 @@
  * source (a file, `k8s://…`: whatever `groupsSourceFromUrl` knows), drained on SIGTERM.
  */
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { groupsSourceFromUrl, type GroupsConfig, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
+import { formatHostPort, LISTEN, parseHostPort, type HostPort } from '../shared/address.js';
 import { readFlagFile } from '../shared/flag-file.js';
+import { listen } from '../shared/listen.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createControlPlane } from './app.js';
 import type { JwksOptions } from './external-auth.js';
@@ -27,7 +28,7 @@ export interface ControlPlaneOptions {
 }
 
 export interface ControlPlaneServer {
-  readonly address: { host: string; port: number };
+  readonly address: HostPort;
   /** `http://host:port`, for logs and tests. */
   readonly url: string;
   readonly groups: PublishedGroups;
@@ -40,15 +41,13 @@ export interface ControlPlaneServer {
 /** How long requests already in flight get on a drain (long-polls are answered at once). */
 const DRAIN_GRACE_MS = 5_000;
 
-function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new ReverstError('ERR_INVALID_OPTION', `--listen: expected HOST:PORT (e.g. 0.0.0.0:8080), got "${value}"`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlaneServer> {
-  const at = parseListen(options.listen);
+  let at: HostPort;
+  try {
+    at = parseHostPort(options.listen, LISTEN);
+  } catch (err) {
+    throw new ReverstError('ERR_INVALID_OPTION', `--listen: ${(err as Error).message}`);
+  }
   const log = options.logger.child({ component: 'control-plane' });
   const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
   const groups = new PublishedGroups({ saltKey: options.apiToken, logger: log });
@@ -70,24 +69,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const app = createControlPlane({ groups, apiToken: options.apiToken, maxWaitMs: options.maxWaitMs, jwks: options.jwks, logger: options.logger });
   // Not overriding the global Request/Response: this process may be a node too (tests, embedding).
   const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as http.Server;
+  let address: HostPort;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(at.port, at.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    address = await listen(server, at, '--listen');
   } catch (err) {
     source.close();
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ReverstError('ERR_INVALID_OPTION', `--listen ${options.listen}: ${code === 'EADDRINUSE' ? 'address already in use' : (err as Error).message}`, {
-      cause: err,
-    });
+    throw err;
   }
-  const bound = server.address() as AddressInfo;
-  const address = { host: bound.address, port: bound.port };
-  const url = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  const url = `http://${formatHostPort(address)}`;
   log.info('control plane ready', { url, source: source.name, watch: options.watchGroups, groups: groups.current?.config.groups.size });
 
   let resolveClosed!: () => void;

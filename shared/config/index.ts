@@ -1,9 +1,11 @@
 export * from './groups.js';
 export { matchHost, hostFromHeader, normalizeHostname } from './hosts.js';
 export { parseDuration } from './duration.js';
+export { parseSize, SIZE_EXAMPLES } from './size.js';
 export { FileGroupsSource, fileTokenReader, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
 export {
   groupsSourceFromUrl,
+  groupsSourceSchemes,
   registerGroupsSource,
   type GroupsSource,
   type GroupsSourceFactory,
