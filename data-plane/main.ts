@@ -1,17 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { ReverstError } from '../shared/errors.js';
+import { readFlagFile } from '../shared/flag-file.js';
 import { createLogger } from '../shared/log.js';
 import { checkKeyPair } from '../shared/pem.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode, type DataPlaneNode } from './node.js';
-
-async function readFlagFile(path: string, flag: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new ReverstError('ERR_INVALID_OPTION', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
 /** `reverst [FLAGS]`: run one data-plane node until SIGTERM/SIGINT, then drain and exit. */
 export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -26,6 +17,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   ]);
   // Named by file here; startNode checks the same for callers of the library.
   checkKeyPair({ pem: key, name: `-k/--private-key-path ${flags.privateKeyPath}` }, { pem: cert, name: `-c/--certificate-path ${flags.certificatePath}` });
+  const controlPlaneToken = flags.controlPlaneTokenFile
+    ? (await readFlagFile(flags.controlPlaneTokenFile, '--control-plane-token-file')).toString().trim()
+    : undefined;
   const clusterSecret = flags.clusterSecretFile
     ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
     : flags.clusterSecret;
@@ -56,6 +50,8 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
       cert,
       groups: flags.tunnelGroups,
       watchGroups: flags.watchGroups,
+      controlPlaneToken,
+      groupsCache: flags.groupsCache,
       maxIdleTimeoutMs: flags.maxIdleTimeoutMs,
       keepAlivePeriodMs: flags.keepAlivePeriodMs,
       unresponsiveTimeoutMs: flags.unresponsiveTimeoutMs,

@@ -55,7 +55,9 @@ describe('every error class', async () => {
   const hop = await import('../data-plane/hop.js');
   const { ProxyError } = await import('../data-plane/proxy-errors.js');
   const { LengthMismatchError } = await import('../data-plane/visitors.js');
+  const config = await import('./config/index.js');
   Object.assign(SAMPLES, {
+    ControlPlaneError: () => new config.ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', 'control plane http://cp/v1/groups unreachable'),
     ProxyError: () => ProxyError.noTunnel('g'),
     HopRefusedError: () => new hop.HopRefusedError('node-1', 'wrong cluster secret'),
     HopNoTunnelError: () => new hop.HopNoTunnelError('node-1'),

@@ -16,8 +16,13 @@ async function readGroupsText(path: string): Promise<string> {
   }
 }
 
+/** Reads token files (tokenPath, hashedTokenPath) relative to `baseDir`. */
+export function fileTokenReader(baseDir: string): (path: string) => Promise<string> {
+  return (path) => readFile(resolve(baseDir, path), 'utf8');
+}
+
 function parseGroupsText(text: string, path: string): Promise<GroupsConfig> {
-  return parseGroups(text, path, { baseDir: dirname(resolve(path)) });
+  return parseGroups(text, path, { readFile: fileTokenReader(dirname(resolve(path))) });
 }
 
 /** Reads and parses a groups file; token paths in it are relative to its directory. */
