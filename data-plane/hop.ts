@@ -306,13 +306,15 @@ export class HopClient {
         () => socket.destroy(new Error(`no connection to node ${target.id} at ${target.address} within ${CONNECT_TIMEOUT_MS} ms`)),
         CONNECT_TIMEOUT_MS,
       );
-      socket.once('error', (error) => {
+      const failed = (error: Error): void => {
         clearTimeout(timer);
         this.log.debug('hop connection failed', { node: target.id, error: error.message });
         reject(error);
-      });
+      };
+      socket.once('error', failed);
       socket.once('connect', () => {
         clearTimeout(timer);
+        socket.off('error', failed);
         this.#open.add(socket);
         socket.once('close', () => {
           this.#open.delete(socket);
