@@ -55,8 +55,11 @@ class PipeEnd extends Duplex {
   }
 
   override _final(cb: (error?: Error | null) => void): void {
-    if (!this.peer.destroyed) this.peer.push(null);
     cb();
+    // Both sides done: the connection is over. A FIN to a peer that has finished writing would
+    // only make node:http end that side a second time (an error object, stack trace included, per request).
+    if (this.peer.writableEnded || this.peer.destroyed) this.destroy();
+    else this.peer.push(null);
   }
 
   override _read(): void {
