@@ -47,7 +47,7 @@ export const NODE_FLAGS: FlagSpec[] = [
   { long: 'membership-ttl', kind: 'duration', value: 'DURATION', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
   { long: 'internal-address', kind: 'string', value: 'STRING', help: 'address other nodes forward requests to (cluster only)' },
   { long: 'cluster-secret', kind: 'string', value: 'STRING', help: 'secret shared by the nodes of a cluster (cluster only)' },
-  { long: 'cluster-secret-file', kind: 'string', value: 'STRING', help: 'file holding the cluster secret' },
+  { long: 'cluster-secret-file', kind: 'string', value: 'STRING', help: 'file (or k8s://secret/<ns>/<name>/<key>) holding the cluster secret' },
   { long: 'request-timeout', kind: 'duration', value: 'DURATION', help: 'longest wait for a response head from a tunnel (504 after)', default: '1m0s' },
   { long: 'max-header-size', kind: 'integer', value: 'BYTES', help: 'largest request header section accepted (431 above)', default: '16384' },
   { long: 'max-body-size', kind: 'integer', value: 'BYTES', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },

@@ -1,13 +1,16 @@
-import { readFile } from 'node:fs/promises';
+import { readSecretBytes } from '../shared/config/secret-ref.js';
 import { ReverstError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode } from './node.js';
 
+/** A file flag's contents; the path may also be `k8s://secret/<namespace>/<name>/<key>`. */
 async function readFlagFile(path: string, flag: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return await readSecretBytes(path);
   } catch (err) {
+    // A Kubernetes error already names the object and what to fix.
+    if (err instanceof ReverstError) throw new ReverstError(err.code, `${flag}: ${err.message}`, { cause: err });
     throw new ReverstError('ERR_INVALID_OPTION', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }

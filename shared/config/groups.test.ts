@@ -241,9 +241,14 @@ describe('parseGroups: errors name source, line, column and field', () => {
       'groups.yml:4:27: groups."flipt".authentication.bearer.tokenPath: conflicts with token: set only one of token, tokenPath, hashedToken, hashedTokenPath',
     ],
     [
-      'k8s token path',
-      g('    authentication:', '      bearer: { tokenPath: "k8s://secret/ns/name/key" }'),
-      'groups.yml:4:28: groups."flipt".authentication.bearer.tokenPath: k8s:// token paths are not supported yet: mount the secret as a file and give its path',
+      'k8s token path without a key',
+      g('    authentication:', '      bearer: { tokenPath: "k8s://secret/ns/name" }'),
+      'groups.yml:4:28: groups."flipt".authentication.bearer.tokenPath: k8s://secret/ns/name: needs four parts (expected k8s://secret/<namespace>/<name>/<key>)',
+    ],
+    [
+      'k8s token path to a ConfigMap',
+      g('    authentication:', '      bearer: { tokenPath: "k8s://configmap/ns/name/key" }'),
+      'groups.yml:4:28: groups."flipt".authentication.bearer.tokenPath: k8s://configmap/ns/name/key: a ConfigMap cannot be used here (expected k8s://secret/<namespace>/<name>/<key>)',
     ],
     [
       'bearer and external on the default scheme',

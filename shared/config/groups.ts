@@ -4,7 +4,7 @@
  * with source, line, column and field path. Web-standard only, so the control plane can use it.
  */
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
-import { ConfigError, type ConfigIssue } from '../errors.js';
+import { ConfigError, ReverstError, type ConfigIssue } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { hostPatternProblem, normalizeHostname } from './hosts.js';
 
@@ -61,7 +61,7 @@ export interface GroupsConfig {
 export interface ParseGroupsOptions {
   /**
    * Reads a tokenPath or hashedTokenPath; gets the path as written in the file.
-   * Defaults to the file system, relative to `baseDir`.
+   * Defaults to the file system, relative to `baseDir`, or a `k8s://secret/…` reference.
    */
   readFile?: ((path: string) => Promise<string>) | undefined;
   /** Directory relative token paths start from; defaults to the directory of `sourceName`. */
@@ -100,11 +100,12 @@ export async function parseGroups(text: string, sourceName: string, options: Par
   throw new ConfigError(reader.sortedIssues());
 }
 
-// Imported lazily so that this module also loads where there is no file system.
+// Imported lazily so that this module also loads where there is no file system. A path may also
+// be a `k8s://secret/<namespace>/<name>/<key>` reference (see secret-ref.ts).
 function fileReader(baseDir: string | undefined, sourceName: string): (path: string) => Promise<string> {
   return async (path) => {
-    const [{ readFile }, { dirname, resolve }] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-    return readFile(resolve(baseDir ?? dirname(sourceName), path), 'utf8');
+    const [{ readSecretRef }, { dirname }] = await Promise.all([import('./secret-ref.js'), import('node:path')]);
+    return readSecretRef(path, { baseDir: baseDir ?? dirname(sourceName) });
   };
 }
 
@@ -340,15 +341,13 @@ class GroupsParser {
   }
 
   private async tokenFile(path: string, node: YamlNode, field: string): Promise<string | undefined> {
-    if (path.startsWith('k8s://')) {
-      this.reader.report(node, field, 'k8s:// token paths are not supported yet: mount the secret as a file and give its path');
-      return undefined;
-    }
     let contents: string;
     try {
       contents = await this.readFile(path);
     } catch (err) {
-      this.reader.report(node, field, `cannot read token file ${JSON.stringify(path)}: ${(err as Error).message}`);
+      // Our own errors (a k8s://secret/… reference) already name what failed and what to fix.
+      const why = err instanceof ReverstError ? err.message : `cannot read token file ${JSON.stringify(path)}: ${(err as Error).message}`;
+      this.reader.report(node, field, why);
       return undefined;
     }
     // Files usually end in a newline, and a header value cannot contain one anyway.

@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { FileGroupsSource } from './file-source.js';
+import { K8sGroupsSource } from './k8s-source.js';
 import type { GroupsConfig } from './groups.js';
 
 /** Where tunnel groups come from (`-g`). Each source pushes updates when watched. */
@@ -30,6 +31,8 @@ export function registerGroupsSource(scheme: string, factory: GroupsSourceFactor
 
 // `file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative, as in the seed.
 registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
+// `k8s://configmap/<namespace>/<name>/<key>`, as in the seed; the Kubernetes client loads on first use.
+registerGroupsSource('k8s', (spec, options) => new K8sGroupsSource(spec, options));
 
 /** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
 export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {
