@@ -229,6 +229,17 @@ describe('K8sGroupsSource: watch', () => {
     expect(hostOf((await nextConfig()).config)).toBe('three.dev');
   });
 
+  it('rides out an API server restart: says it cannot reach it, then catches up with what changed meanwhile', async () => {
+    const { nextError, nextConfig } = await watching();
+    await kube.stop();
+    expect((await nextError()).message).toBe(`${REF}: cannot reach the Kubernetes API at ${kube.url}: ECONNREFUSED`);
+    kube.putConfigMap(NS, 'groups', { 'groups.yml': groupsYaml('while-down.dev') });
+    await kube.resume();
+    const { config, errors } = await nextConfig();
+    expect(hostOf(config)).toBe('while-down.dev');
+    for (const e of errors) expect((e as KubernetesError).code).toBe('ERR_K8S_API');
+  });
+
   it('honours BOOKMARKs: resumes from the bookmark, so a compaction since costs no relist', async () => {
     const { nextConfig } = await watching();
     const firstRv = watchRequests()[0]!.resourceVersion;

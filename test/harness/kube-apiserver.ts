@@ -96,6 +96,10 @@ export interface KubeApiServer {
   touchOther(namespace: string): void;
   /** Cuts every open watch connection without ending the stream (a dropped connection); answers how many. */
   dropWatches(): number;
+  /** Stops answering (the port refuses connections, open ones are cut), as an API server that restarts. */
+  stop(): Promise<void>;
+  /** Answers again on the same port, with the objects and history it had. */
+  resume(): Promise<void>;
   /** How many watch streams are open now. */
   readonly openWatches: number;
   /** The Role in force; undefined (the default) allows everything. */
@@ -257,11 +261,13 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1');
+    });
+  await listen(0);
   const { port } = server.address() as AddressInfo;
   const url = `https://127.0.0.1:${port}`;
 
@@ -331,6 +337,13 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       }
       return n;
     },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        watchers.clear();
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+    resume: () => listen(port),
     get openWatches() {
       return watchers.size;
     },
