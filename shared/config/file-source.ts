@@ -39,7 +39,7 @@ function fingerprint(config: GroupsConfig): string {
  * because the usual ways to update a config replace the file instead of writing into it:
  * an atomic rename over it, or Kubernetes swapping the `..data` symlink its mounts go through.
  * Every change in the directory triggers a debounced reload, and `onChange` fires only if the
- * loaded config differs from the last good one. A bad file goes to `onError`; the last good
+ * loaded config differs from the last good one (`onUnchanged` otherwise). A bad file goes to `onError`; the last good
  * config stays in force. Kubernetes Secrets named by token paths are watched too (see SecretWatch).
  */
 export class FileGroupsSource implements GroupsSource {
@@ -68,7 +68,7 @@ export class FileGroupsSource implements GroupsSource {
     return config;
   }
 
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void {
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void {
     if (this.watcher || this.closed) throw new Error(`${this.path}: watch() may be called once, before close()`);
     const debounceMs = this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
     const reload = async () => {
@@ -80,7 +80,7 @@ export class FileGroupsSource implements GroupsSource {
       this.reloading = true;
       do {
         this.reloadAgain = false;
-        await this.reloadOnce(onChange, onError);
+        await this.reloadOnce(onChange, onError, onUnchanged);
       } while (this.reloadAgain && !this.closed);
       this.reloading = false;
     };
@@ -100,7 +100,7 @@ export class FileGroupsSource implements GroupsSource {
     this.watcher.on('error', onError);
   }
 
-  private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<void> {
+  private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): Promise<void> {
     let config: GroupsConfig;
     let secrets: Map<string, SecretVersion>;
     try {
@@ -118,7 +118,11 @@ export class FileGroupsSource implements GroupsSource {
     this.secretsRead = secrets;
     this.secretWatch?.follow(secrets);
     const print = fingerprint(config);
-    if (this.closed || print === this.lastGood) return;
+    if (this.closed) return;
+    if (print === this.lastGood) {
+      onUnchanged?.();
+      return;
+    }
     this.lastGood = print;
     try {
       onChange(config);

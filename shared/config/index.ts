@@ -1,8 +1,16 @@
 export * from './groups.js';
 export { matchHost, hostFromHeader, normalizeHostname } from './hosts.js';
 export { parseDuration } from './duration.js';
+export { parseSize, SIZE_EXAMPLES } from './size.js';
 export { FileGroupsSource, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
-export { groupsSourceFromUrl, registerGroupsSource, type GroupsSource, type GroupsSourceFactory, type GroupsSourceOptions } from './source.js';
+export {
+  groupsSourceFromUrl,
+  groupsSourceSchemes,
+  registerGroupsSource,
+  type GroupsSource,
+  type GroupsSourceFactory,
+  type GroupsSourceOptions,
+} from './source.js';
 export { K8sGroupsSource, type K8sGroupsSourceOptions } from './k8s-source.js';
 export { isKubeRef, KubernetesError, parseKubeRef, type KubeRef } from './k8s-ref.js';
 export { readSecretBytes, readSecretRef, type SecretRefOptions } from './secret-ref.js';

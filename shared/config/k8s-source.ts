@@ -21,7 +21,7 @@ export interface K8sGroupsSourceOptions extends ObjectWatchOptions {
 /** Long enough to fold a `kubectl apply` of several objects into one reload. */
 export const DEFAULT_K8S_DEBOUNCE_MS = 100;
 
-type Listener = { onChange: (config: GroupsConfig) => void; onError: (error: Error) => void };
+type Listener = { onChange: (config: GroupsConfig) => void; onError: (error: Error) => void; onUnchanged?: (() => void) | undefined };
 
 /** Two configs are the same if they serialize the same (tokens are kept as hashes). */
 function fingerprint(config: GroupsConfig): string {
@@ -63,9 +63,9 @@ export class K8sGroupsSource implements GroupsSource {
     return config;
   }
 
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void {
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void {
     if (this.#listener || this.#closed) throw new Error(`${this.name}: watch() may be called once, before close()`);
-    this.#listener = { onChange, onError };
+    this.#listener = { onChange, onError, onUnchanged };
     this.#secrets = new SecretWatch(
       () => this.#schedule(),
       (error) => this.#error(error),
@@ -133,7 +133,10 @@ export class K8sGroupsSource implements GroupsSource {
     this.#secretsRead = parsed.secrets;
     this.#secrets?.follow(parsed.secrets);
     const print = fingerprint(parsed.config);
-    if (print === this.#lastGood) return;
+    if (print === this.#lastGood) {
+      this.#listener?.onUnchanged?.();
+      return;
+    }
     this.#lastGood = print;
     try {
       this.#listener?.onChange(parsed.config);

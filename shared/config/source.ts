@@ -8,8 +8,12 @@ export interface GroupsSource {
   /** For logs and error messages. */
   readonly name: string;
   load(): Promise<GroupsConfig>;
-  /** Calls `onChange` with each new valid config; a bad update goes to `onError` and changes nothing. */
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void;
+  /**
+   * Calls `onChange` with each new valid config; a bad update goes to `onError` and changes
+   * nothing. Sources that re-read on a signal may call `onUnchanged` when the config read is
+   * the one in force, so a caller can tell a reload ran and changed nothing.
+   */
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void;
   close(): void;
 }
 
@@ -34,13 +38,18 @@ registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURICo
 // `k8s://configmap/<namespace>/<name>/<key>`, as in the seed; the Kubernetes client loads on first use.
 registerGroupsSource('k8s', (spec, options) => new K8sGroupsSource(spec, options));
 
+/** The URL schemes a `-g` value may use in this build (a plain path always works). */
+export function groupsSourceSchemes(): string[] {
+  return [...factories.keys()];
+}
+
 /** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
 export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1]?.toLowerCase();
   if (scheme === undefined) return new FileGroupsSource(spec, options);
   const factory = factories.get(scheme);
   if (factory) return factory(spec, options);
-  const known = [...factories.keys()].map((s) => `${s}://`);
+  const known = groupsSourceSchemes().map((s) => `${s}://`);
   throw new ConfigError([{ source: spec, message: `unknown tunnel groups source scheme "${scheme}://": use a file path or one of ${known.join(', ')}` }], {
     code: 'ERR_CONFIG_SOURCE_UNSUPPORTED',
   });

@@ -12,7 +12,7 @@ import * as models from 'kubernetes-models';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseNodeFlags, type NodeFlags } from '../../data-plane/flags.js';
-import { parseHostPort } from '../../data-plane/node.js';
+import { LISTEN, parseHostPort } from '../../shared/address.js';
 import { parseGroups } from '../../shared/config/groups.js';
 import { K8sGroupsSource } from '../../shared/config/k8s-source.js';
 import { parseKubeRef, type KubeRef } from '../../shared/config/k8s-ref.js';
@@ -95,6 +95,13 @@ function containerPort(container: Json, port: string | number): Json {
   const found = (container.ports ?? []).find((p: Json) => p.name === port || p.containerPort === port);
   if (!found) throw new Error(`container ${container.name} has no port ${port}`);
   return found;
+}
+
+/** The flags a container's node runs with, parsed by the node's own parser (defaults, REVERST_* variables, checks). */
+function nodeFlags(container: Json): NodeFlags {
+  const flags = parseNodeFlags(container.args ?? [], containerEnv(container));
+  if (flags.help) throw new Error('the container asks for -h');
+  return flags;
 }
 
 /** Every k8s:// reference in a container's args and environment. */
@@ -221,7 +228,7 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
     beforeAll(() => {
       ({ deployment, pod, container } = deploymentContainer(rendered[overlay], 'reverst-data-plane', 'data-plane'));
       // The node's own parser: defaults, REVERST_* variables and validation as the binary applies them.
-      flags = parseNodeFlags(container.args ?? [], containerEnv(container));
+      flags = nodeFlags(container);
     });
 
     it('runs three replicas of the image the Dockerfile builds, with a disruption budget below that', async () => {
@@ -232,11 +239,11 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
     });
 
     it('listens where its container ports say, reachable from outside the pod', () => {
-      const at = (address: string | undefined, flag: string) => parseHostPort(address ?? '', flag);
-      const tunnel = at(flags.tunnelAddress, '--tunnel-address');
-      const http = at(flags.httpAddress, '--http-address');
-      const management = at(flags.managementAddress, '--management-address');
-      const internal = at(flags.internalAddress, '--internal-address');
+      const at = (address: string | undefined) => parseHostPort(address ?? '', LISTEN);
+      const tunnel = at(flags.tunnelAddress);
+      const http = at(flags.httpAddress);
+      const management = at(flags.managementAddress);
+      const internal = at(flags.internalAddress);
       expect(containerPort(container, 'tunnel')).toMatchObject({ containerPort: tunnel.port, protocol: 'UDP' });
       expect(containerPort(container, 'http')).toMatchObject({ containerPort: http.port, protocol: 'TCP' });
       expect(containerPort(container, 'management')).toMatchObject({ containerPort: management.port, protocol: 'TCP' });
@@ -250,7 +257,7 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
 
     it('probes /healthz and /readyz on the management port, which a real node answers that way', async () => {
       const { livenessProbe: live, readinessProbe: ready } = container;
-      const management = parseHostPort(flags.managementAddress ?? '', '--management-address').port;
+      const management = parseHostPort(flags.managementAddress ?? '', LISTEN).port;
       expect(containerPort(container, live.httpGet.port).containerPort).toBe(management);
       expect(containerPort(container, ready.httpGet.port).containerPort).toBe(management);
       const t = await startTestNode({ managementAddress: '127.0.0.1:0' });
@@ -320,9 +327,9 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
     it('runs `reverst control-plane` on the same groups ConfigMap, listening where its port and probes say', () => {
       const dataPlane = deploymentContainer(objects(), 'reverst-data-plane', 'data-plane').container;
       expect(container.args[0]).toBe('control-plane');
-      expect(arg('-g')).toBe(parseNodeFlags(dataPlane.args ?? [], containerEnv(dataPlane)).tunnelGroups);
+      expect(arg('-g')).toBe(nodeFlags(dataPlane).tunnelGroups);
       expect(container.args).toContain('-w');
-      const listen = parseHostPort(arg('--listen') ?? '', '--listen');
+      const listen = parseHostPort(arg('--listen') ?? '', LISTEN);
       expect(listen.host).toBe('0.0.0.0');
       expect(containerPort(container, 'http').containerPort).toBe(listen.port);
       expect(containerPort(container, container.livenessProbe.httpGet.port).containerPort).toBe(listen.port);
@@ -371,7 +378,7 @@ describe('the rendered data-plane Role, tried against the API-server stand-in', 
   it('lets the node load and watch its groups, the Secrets they name, and its cluster secret, and nothing else', async () => {
     const objects = rendered.redis;
     const { deployment, container } = deploymentContainer(objects, 'reverst-data-plane', 'data-plane');
-    const flags = parseNodeFlags(container.args ?? [], containerEnv(container));
+    const flags = nodeFlags(container);
     const role = roleFor(objects, deployment);
     const kube = await startKubeApiServer();
     kube.rules = (role.rules as Json[]).map(
