@@ -75,11 +75,22 @@ export const NODE_FLAGS = [
   { long: 'max-header-size', kind: 'size', help: 'largest request header section accepted (431 above)', default: '16KiB' },
   { long: 'max-body-size', kind: 'size', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
   { long: 'drain-timeout', kind: 'duration', help: 'on SIGTERM, how long in-flight requests get to finish', default: '30s' },
+  { long: 'control-plane-token-file', kind: 'string', value: 'PATH', help: "file holding the control plane's API token (-g http(s)://…)" },
+  {
+    long: 'groups-cache',
+    kind: 'string',
+    value: 'PATH',
+    help: 'file keeping the last config from the control plane, so a restart while it is down starts from it',
+  },
 ] as const satisfies readonly FlagSpec[];
 
 export const NODE_COMMAND = {
   name: 'reverst',
-  usage: ['reverst [FLAGS]', 'reverst http <port|url> [FLAGS]   expose a local HTTP server through a tunnel (see reverst http -h)'],
+  usage: [
+    'reverst [FLAGS]',
+    'reverst http <port|url> [FLAGS]   expose a local HTTP server through a tunnel (see reverst http -h)',
+    'reverst control-plane [FLAGS]     serve tunnel groups and external auth to nodes (see reverst control-plane -h)',
+  ],
   flags: NODE_FLAGS,
 } as const satisfies CommandSpec;
 

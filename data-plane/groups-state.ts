@@ -1,5 +1,5 @@
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
-import type { Group, GroupsConfig, GroupsSource } from '../shared/config/index.js';
+import type { Group, GroupsConfig, GroupsSource, GroupsSourceStatus } from '../shared/config/index.js';
 import { NotFoundError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { closeForError } from '../shared/protocol.js';
@@ -57,6 +57,11 @@ export class GroupsState {
       this.#authenticators.set(group, a);
     }
     return a;
+  }
+
+  /** Whether the source has given a config at all, and how current it is (for /readyz). */
+  sourceStatus(): GroupsSourceStatus {
+    return this.#source.status?.() ?? { ready: true, detail: `loaded from ${this.#source.name}` };
   }
 
   close(): void {

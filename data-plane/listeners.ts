@@ -4,13 +4,16 @@
  * and the address, not a stack.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatHostPort, type HostPort } from '../shared/address.js';
+import type { HostPort } from '../shared/address.js';
 import { ReverstError } from '../shared/errors.js';
+import { listen, listenError } from '../shared/listen.js';
 import { rawTextResponse } from '../shared/http.js';
 import { ALPN } from '../shared/protocol.js';
 import { QuicServer, type QuicServerOptions } from '../shared/quic/index.js';
+
+// One home for "listen, or say in one line why not" (the control plane listens the same way).
+export { listen, listenError };
 
 /** Each listener's flag, for messages. */
 export const LISTENER_FLAGS = {
@@ -19,34 +22,6 @@ export const LISTENER_FLAGS = {
   management: '--management-address',
   internal: '--internal-address',
 } as const;
-
-const WHY: Record<string, string> = {
-  EADDRINUSE: 'is already in use: stop what holds it or pick another port',
-  EACCES: 'needs privileges this process lacks (ports below 1024 do): pick a port above 1023',
-  EADDRNOTAVAIL: 'is not an address of this machine: give one of its own addresses, or 0.0.0.0 for all',
-  ENOTFOUND: 'names a host that does not resolve',
-  EAI_AGAIN: 'names a host that does not resolve (yet)',
-};
-
-/** The one-line error for a socket that could not be opened. */
-export function listenError(err: unknown, flag: string, protocol: 'UDP' | 'TCP', at: HostPort): ReverstError {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  const why = (code && WHY[code]) ?? `cannot be listened on: ${(err as Error)?.message ?? String(err)}`;
-  return new ReverstError('ERR_LISTEN', `${flag}: ${protocol} ${formatHostPort(at)} ${why}${code && WHY[code] ? ` (${code})` : ''}`, { cause: err });
-}
-
-/** Listens on `at` and resolves with the address bound (the port the system picked for 0). */
-export function listen(server: http.Server, at: HostPort, flag: string): Promise<HostPort> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(listenError(err, flag, 'TCP', at));
-    server.once('error', onError);
-    server.listen(at.port, at.host, () => {
-      server.off('error', onError);
-      const a = server.address() as AddressInfo;
-      resolve({ host: a.address, port: a.port });
-    });
-  });
-}
 
 /** The QUIC listener tunnels dial. */
 export async function listenTunnels(at: HostPort, options: Omit<QuicServerOptions, 'alpn' | 'host' | 'port'>): Promise<QuicServer> {

@@ -1,20 +1,8 @@
-import { readSecretBytes } from '../shared/config/secret-ref.js';
-import { ReverstError } from '../shared/errors.js';
+import { readFlagFile } from '../shared/flag-file.js';
 import { createLogger } from '../shared/log.js';
 import { checkKeyPair } from '../shared/pem.js';
 import { parseNodeFlags, usage } from './flags.js';
 import { startNode, type DataPlaneNode } from './node.js';
-
-/** A file flag's contents; the path may also be `k8s://secret/<namespace>/<name>/<key>`. */
-async function readFlagFile(path: string, flag: string): Promise<Buffer> {
-  try {
-    return await readSecretBytes(path);
-  } catch (err) {
-    // A Kubernetes error already names the object and what to fix.
-    if (err instanceof ReverstError) throw new ReverstError(err.code, `${flag}: ${err.message}`, { cause: err });
-    throw new ReverstError('ERR_INVALID_OPTION', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
 /** `reverst [FLAGS]`: run one data-plane node until SIGTERM/SIGINT, then drain and exit. */
 export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -29,6 +17,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   ]);
   // Named by file here; startNode checks the same for callers of the library.
   checkKeyPair({ pem: key, name: `-k/--private-key-path ${flags.privateKeyPath}` }, { pem: cert, name: `-c/--certificate-path ${flags.certificatePath}` });
+  const controlPlaneToken = flags.controlPlaneTokenFile
+    ? (await readFlagFile(flags.controlPlaneTokenFile, '--control-plane-token-file')).toString().trim()
+    : undefined;
   const clusterSecret = flags.clusterSecretFile
     ? (await readFlagFile(flags.clusterSecretFile, '--cluster-secret-file')).toString().trim()
     : flags.clusterSecret;
@@ -59,6 +50,8 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
       cert,
       groups: flags.tunnelGroups,
       watchGroups: flags.watchGroups,
+      controlPlaneToken,
+      groupsCache: flags.groupsCache,
       maxIdleTimeoutMs: flags.maxIdleTimeoutMs,
       keepAlivePeriodMs: flags.keepAlivePeriodMs,
       unresponsiveTimeoutMs: flags.unresponsiveTimeoutMs,

@@ -41,9 +41,13 @@ export interface NodeOptions {
   serverName: string;
   key: string | Buffer;
   cert: string | Buffer;
-  /** `-g`: a path, `file://…`, or a ready source. */
+  /** `-g`: a path, `file://…`, a control plane's `http(s)://…/v1/groups`, or a ready source. */
   groups: string | GroupsSource;
   watchGroups: boolean;
+  /** The control plane's API token (`-g http(s)://…`). */
+  controlPlaneToken?: string | undefined;
+  /** Where the last config from a control plane is kept, for a start while it is down. */
+  groupsCache?: string | undefined;
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
@@ -121,7 +125,10 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   };
   const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal) : undefined;
   checkKeyPair({ pem: options.key, name: 'key' }, { pem: options.cert, name: 'cert' });
-  const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
+  const source =
+    typeof options.groups === 'string'
+      ? groupsSourceFromUrl(options.groups, { watch: options.watchGroups, token: options.controlPlaneToken, cachePath: options.groupsCache, logger: log })
+      : options.groups;
   const registry = new TunnelRegistry();
   const metrics = new Metrics();
   const cluster = new Cluster({
@@ -215,10 +222,13 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     management = createManagementServer(metrics, (): Readiness => {
       const store = cluster.membership.health();
       // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
+      // A source without any config yet (a control plane never reached) leaves it not ready.
+      const source = groups.sourceStatus();
       return {
-        ready: !intake.draining,
+        ready: !intake.draining && source.ready,
         details: {
-          status: intake.draining ? 'draining' : 'serving',
+          status: intake.draining ? 'draining' : source.ready ? 'serving' : 'waiting for tunnel groups',
+          groupsSource: source.detail,
           membership: store.ok ? 'ok' : `degraded: ${store.detail}`,
           nodes: cluster.membership.nodes().map((n) => n.id),
           groups: Object.fromEntries([...groups.config.groups.keys()].map((g) => [g, cluster.membership.nodesFor(g).map((n) => n.id)])),

@@ -7,6 +7,9 @@ export const ERROR_CODES = {
   ERR_INVALID_OPTION: 'an option passed to a reverst API or flag has an unusable value',
   ERR_CONFIG_INVALID: 'the tunnel groups configuration could not be loaded; the message names source, line, column and field',
   ERR_CONFIG_SOURCE_UNSUPPORTED: 'the tunnel groups source (-g) uses a scheme this build cannot read',
+  ERR_CONTROL_PLANE_UNREACHABLE:
+    'the control plane a node follows (-g http(s)://…) did not answer, or answered with a server error; the node keeps its last config and retries',
+  ERR_CONTROL_PLANE_REFUSED: "the control plane refused the node's API token (check --control-plane-token-file)",
   ERR_PROTOCOL_FRAME_TOO_LARGE: 'a frame is longer than the negotiated maximum frame size',
   ERR_PROTOCOL_MALFORMED_FRAME: 'a frame body is not a valid msgpack map',
   ERR_PROTOCOL_UNEXPECTED_EOF: 'the stream ended before a whole frame arrived',

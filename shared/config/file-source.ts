@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { parseGroups, type GroupsConfig } from './groups.js';
-import { SecretReader, type SecretVersion } from './secret-ref.js';
+import { readSecretRef, SecretReader, type SecretVersion } from './secret-ref.js';
 import { SecretWatch } from './secret-watch.js';
 import type { GroupsSource } from './source.js';
 
@@ -16,6 +16,11 @@ async function readGroupsText(path: string): Promise<string> {
   } catch (err) {
     throw new ConfigError([{ source: path, message: `cannot read tunnel groups file: ${(err as Error).message}` }], { cause: err });
   }
+}
+
+/** Reads token files (tokenPath, hashedTokenPath) relative to `baseDir`, or `k8s://secret/…` references. */
+export function fileTokenReader(baseDir: string): (path: string) => Promise<string> {
+  return (path) => readSecretRef(path, { baseDir });
 }
 
 /** Also says which Kubernetes Secrets (`tokenPath: k8s://secret/…`) the parse read. */

@@ -193,8 +193,9 @@ describe('K8sGroupsSource: watch', () => {
     expect(hostOf((await nextConfig()).config)).toBe('three.dev');
   });
 
-  it('keeps the last good config through a bad update, a missing key and a delete, and recovers', async () => {
-    const { nextError, nextConfig } = await watching();
+  it('keeps the last good config through a bad update, a missing key and a delete, says so in its status, and recovers', async () => {
+    const { s, nextError, nextConfig } = await watching();
+    expect(s.status()).toEqual({ ready: true, detail: `following ${REF}` });
     kube.putConfigMap(NS, 'groups', { 'groups.yml': 'groups:\n  g: { hosts: [bad:1] }\n' });
     expect((await nextError()).message).toMatch(new RegExp(`^${REF}:2:16: groups."g".hosts\\[0\\]`));
 
@@ -207,9 +208,11 @@ describe('K8sGroupsSource: watch', () => {
     const deleted = await nextError();
     expect((deleted as KubernetesError).code).toBe('ERR_K8S_NOT_FOUND');
     expect(deleted.message).toBe(`${REF}: ConfigMap "groups" was deleted from namespace "reverst": create it, or fix the reference`);
+    expect(s.status()).toEqual({ ready: true, detail: `${deleted.message}; serving the last good config` });
 
     kube.putConfigMap(NS, 'groups', { 'groups.yml': groupsYaml('back.dev') });
     expect(hostOf((await nextConfig()).config)).toBe('back.dev');
+    expect(s.status()).toEqual({ ready: true, detail: `following ${REF}` });
   });
 
   it('resumes from the last resourceVersion after the connection drops, without relisting', async () => {
@@ -303,6 +306,7 @@ describe('K8sGroupsSource: watch', () => {
       `${REF}: forbidden: this client may not watch configmaps "groups" in namespace "reverst": ` +
         'grant it in the Role (apiGroups: [""], resources: [configmaps], resourceNames: [groups], verbs: [get, list, watch])',
     );
+    expect(s.status().detail).toMatch(/forbidden: .* may not (list|watch) configmaps "groups".*; serving the last good config$/);
 
     kube.rules = role();
     await eventually(() => expect(kube.openWatches).toBe(1), 10_000);
@@ -310,6 +314,7 @@ describe('K8sGroupsSource: watch', () => {
     const { config, errors } = await nextConfig();
     expect(hostOf(config)).toBe('two.dev');
     for (const e of errors) expect((e as KubernetesError).code).toBe('ERR_K8S_FORBIDDEN');
+    expect(s.status()).toEqual({ ready: true, detail: `following ${REF}` });
   });
 
   it('the stand-in refuses a list by name without the name selector, as kube-apiserver does', async () => {

@@ -11,7 +11,7 @@ import { notFound, parseKubeRef, readKey, type KubeObject, type KubeRef } from '
 import { ObjectWatch, type ObjectWatchOptions } from './k8s-watch.js';
 import { SecretReader, type SecretVersion } from './secret-ref.js';
 import { SecretWatch } from './secret-watch.js';
-import type { GroupsSource } from './source.js';
+import type { GroupsSource, GroupsSourceStatus } from './source.js';
 
 export interface K8sGroupsSourceOptions extends ObjectWatchOptions {
   /** One reload per burst of changes this long (a ConfigMap and its Secrets edited together). */
@@ -43,6 +43,9 @@ export class K8sGroupsSource implements GroupsSource {
   #reloading = false;
   #reloadAgain = false;
   #closed = false;
+  /** What /readyz shows while the last good config serves: the ConfigMap's content is unusable, or the API fails. */
+  #contentProblem: string | undefined;
+  #apiProblem: string | undefined;
 
   /** Throws a one-line `KubernetesError` for a malformed reference, before any API call. */
   constructor(url: string, options: K8sGroupsSourceOptions = {}) {
@@ -66,14 +69,23 @@ export class K8sGroupsSource implements GroupsSource {
   watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void {
     if (this.#listener || this.#closed) throw new Error(`${this.name}: watch() may be called once, before close()`);
     this.#listener = { onChange, onError, onUnchanged };
-    this.#secrets = new SecretWatch(
-      () => this.#schedule(),
-      (error) => this.#error(error),
-      this.#options,
-    );
+    const onListed = () => {
+      this.#apiProblem = undefined;
+    };
+    const onApiError = (error: Error) => {
+      this.#apiProblem = error.message;
+      this.#error(error);
+    };
+    this.#secrets = new SecretWatch(() => this.#schedule(), onApiError, { ...this.#options, onListed });
     this.#secrets.follow(this.#secretsRead);
-    this.#watch = new ObjectWatch(this.ref, { onObject: (object) => this.#onObject(object), onError: (error) => this.#error(error) }, this.#options);
+    this.#watch = new ObjectWatch(this.ref, { onObject: (object) => this.#onObject(object), onError: onApiError, onListed }, this.#options);
     this.#watch.start();
+  }
+
+  /** For /readyz: always ready once loaded (the last good config serves); the detail says what is wrong, if anything. */
+  status(): GroupsSourceStatus {
+    const problem = this.#contentProblem ?? this.#apiProblem;
+    return { ready: true, detail: problem ? `${problem}; serving the last good config` : `following ${this.ref.url}` };
   }
 
   close(): void {
@@ -89,6 +101,7 @@ export class K8sGroupsSource implements GroupsSource {
       this.#text = readKey(this.ref, object).toString('utf8');
     } catch (err) {
       this.#text = undefined;
+      this.#contentProblem = (err as Error).message;
       this.#error(err as Error);
       return;
     }
@@ -126,10 +139,12 @@ export class K8sGroupsSource implements GroupsSource {
     try {
       parsed = await this.#parse(text);
     } catch (err) {
+      this.#contentProblem = (err as Error).message;
       this.#error(err as Error);
       return;
     }
     if (this.#closed) return;
+    this.#contentProblem = undefined;
     this.#secretsRead = parsed.secrets;
     this.#secrets?.follow(parsed.secrets);
     const print = fingerprint(parsed.config);

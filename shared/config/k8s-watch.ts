@@ -13,6 +13,8 @@ export interface ObjectWatchHandlers {
   /** The object whenever it changed (after a list or an event); undefined when it does not exist. */
   onObject(object: KubeObject | undefined): void;
   onError(error: Error): void;
+  /** Each time a list succeeded: the API answers again (after a failure, the watch has recovered). */
+  onListed?: (() => void) | undefined;
 }
 
 export interface ObjectWatchOptions {
@@ -81,6 +83,7 @@ export class ObjectWatch {
           const listed = await api.list(this.#ref);
           if (this.#closed) return;
           this.#emit(listed.object);
+          this.#handlers.onListed?.();
           resourceVersion = listed.resourceVersion;
           failures = 0;
         }

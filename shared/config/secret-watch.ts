@@ -20,7 +20,7 @@ export class SecretWatch {
   constructor(
     private readonly onChange: () => void,
     private readonly onError: (error: Error) => void,
-    private readonly options: ObjectWatchOptions = {},
+    private readonly options: ObjectWatchOptions & { onListed?: (() => void) | undefined } = {},
   ) {}
 
   /** Follows exactly these Secrets from now on (those no longer referenced are let go). */
@@ -60,6 +60,7 @@ export class SecretWatch {
           this.onChange();
         },
         onError: this.onError,
+        onListed: this.options.onListed,
       },
       this.options,
     );

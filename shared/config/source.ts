@@ -1,7 +1,9 @@
 import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { FileGroupsSource } from './file-source.js';
 import { K8sGroupsSource } from './k8s-source.js';
 import type { GroupsConfig } from './groups.js';
+import { HttpGroupsSource } from './http-source.js';
 
 /** Where tunnel groups come from (`-g`). Each source pushes updates when watched. */
 export interface GroupsSource {
@@ -15,11 +17,26 @@ export interface GroupsSource {
    */
   watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void;
   close(): void;
+  /** For /readyz, from sources that can be without a config or behind (a control plane that is down). */
+  status?(): GroupsSourceStatus;
+}
+
+export interface GroupsSourceStatus {
+  /** False only while there is no config at all. */
+  ready: boolean;
+  detail: string;
 }
 
 export interface GroupsSourceOptions {
   /** File sources: one reload per burst of changes this long. */
   debounceMs?: number | undefined;
+  /** Whether the source will be watched (-w): a control-plane source may then start with no config yet. */
+  watch?: boolean | undefined;
+  /** Control-plane sources: the API token (--control-plane-token-file). */
+  token?: string | undefined;
+  /** Control-plane sources: the last config, for a start while the control plane is down (--groups-cache). */
+  cachePath?: string | undefined;
+  logger?: Logger | undefined;
 }
 
 /** Makes the source for a `-g` value of one URL scheme. */
@@ -37,6 +54,9 @@ export function registerGroupsSource(scheme: string, factory: GroupsSourceFactor
 registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
 // `k8s://configmap/<namespace>/<name>/<key>`, as in the seed; the Kubernetes client loads on first use.
 registerGroupsSource('k8s', (spec, options) => new K8sGroupsSource(spec, options));
+// A control plane's /v1/groups, long-polled.
+registerGroupsSource('http', (spec, options) => new HttpGroupsSource(spec, options));
+registerGroupsSource('https', (spec, options) => new HttpGroupsSource(spec, options));
 
 /** The URL schemes a `-g` value may use in this build (a plain path always works). */
 export function groupsSourceSchemes(): string[] {

@@ -11,8 +11,11 @@ import { promisify } from 'node:util';
 import * as models from 'kubernetes-models';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { type CONTROL_PLANE_FLAGS, parseControlPlaneFlags } from '../../control-plane/flags.js';
+import { createControlPlane, PublishedGroups } from '../../control-plane/index.js';
 import { parseNodeFlags, type NodeFlags } from '../../data-plane/flags.js';
 import { LISTEN, parseHostPort } from '../../shared/address.js';
+import type { FlagValues } from '../../shared/flags.js';
 import { parseGroups } from '../../shared/config/groups.js';
 import { K8sGroupsSource } from '../../shared/config/k8s-source.js';
 import { parseKubeRef, type KubeRef } from '../../shared/config/k8s-ref.js';
@@ -315,27 +318,39 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
 
   describe('the control plane', () => {
     let container: Json;
+    let flags: FlagValues<typeof CONTROL_PLANE_FLAGS>;
     beforeAll(() => {
       ({ container } = deploymentContainer(rendered[overlay], 'reverst-control-plane', 'control-plane'));
-    });
-    const arg = (name: string) => {
-      const args = container.args as string[];
-      const i = args.indexOf(name);
-      return i >= 0 ? args[i + 1] : undefined;
-    };
-
-    it('runs `reverst control-plane` on the same groups ConfigMap, listening where its port and probes say', () => {
-      const dataPlane = deploymentContainer(objects(), 'reverst-data-plane', 'data-plane').container;
       expect(container.args[0]).toBe('control-plane');
-      expect(arg('-g')).toBe(nodeFlags(dataPlane).tunnelGroups);
-      expect(container.args).toContain('-w');
-      const listen = parseHostPort(arg('--listen') ?? '', LISTEN);
+      // The control plane's own parser, on what follows the command word.
+      const parsed = parseControlPlaneFlags(container.args.slice(1), containerEnv(container));
+      if (parsed.help) throw new Error('the container asks for -h');
+      flags = parsed;
+    });
+
+    it('serves the same groups ConfigMap as the nodes, with its API token from a Secret', () => {
+      const dataPlane = deploymentContainer(objects(), 'reverst-data-plane', 'data-plane').container;
+      expect(flags.tunnelGroups).toBe(nodeFlags(dataPlane).tunnelGroups);
+      expect(flags.watchGroups).toBe(true);
+      expect(flags.apiToken).toBeUndefined();
+      expect(parseKubeRef(flags.apiTokenFile ?? '', 'secret').namespace).toBe('reverst');
+    });
+
+    it('listens where its port says, and probes /healthz and /readyz there, which the control plane answers that way', async () => {
+      const listen = parseHostPort(flags.listen, LISTEN);
       expect(listen.host).toBe('0.0.0.0');
       expect(containerPort(container, 'http').containerPort).toBe(listen.port);
-      expect(containerPort(container, container.livenessProbe.httpGet.port).containerPort).toBe(listen.port);
-      expect(containerPort(container, container.readinessProbe.httpGet.port).containerPort).toBe(listen.port);
-      expect([container.livenessProbe.httpGet.path, container.readinessProbe.httpGet.path]).toEqual(['/healthz', '/readyz']);
-      expect(parseKubeRef(arg('--api-token-file') ?? '', 'secret').namespace).toBe('reverst');
+      const { livenessProbe: live, readinessProbe: ready } = container;
+      expect(containerPort(container, live.httpGet.port).containerPort).toBe(listen.port);
+      expect(containerPort(container, ready.httpGet.port).containerPort).toBe(listen.port);
+      const groups = new PublishedGroups({ saltKey: 'token' });
+      const app = createControlPlane({ groups, apiToken: 'token' });
+      expect((await app.request(live.httpGet.path)).status).toBe(200);
+      // The readiness path is the one that says whether there is a config to serve.
+      expect((await app.request(ready.httpGet.path)).status).toBe(503);
+      await groups.publish({ groups: new Map() }, 'test');
+      expect((await app.request(ready.httpGet.path)).status).toBe(200);
+      expect((await app.request(live.httpGet.path)).status).toBe(200);
     });
   });
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { bearer, connect, UnauthorizedError, type Tunnel } from '../../client/index.js';
 import { createLogger } from '../../shared/log.js';
 import { eventually } from '../contract/eventually.js';
-import { onCleanup, spawnNode, useCleanup } from '../harness/index.js';
+import { freePort, onCleanup, spawnNode, useCleanup } from '../harness/index.js';
 import { startKubeApiServer, type KubeApiServer, type KubeRule } from '../harness/kube-apiserver.js';
 import { GROUP, startTestNode, testCerts, visit, type TestNode } from './helpers.js';
 
@@ -125,6 +125,31 @@ describe('reverst with k8s:// flags', () => {
     expect(new Set(gets)).toEqual(new Set(['configmaps/reverst-groups', 'secrets/reverst-tokens', 'secrets/reverst-cluster', 'secrets/reverst-tls']));
     await eventually(() => expect(kube.openWatches).toBe(2), 15_000);
     await node.kill('SIGTERM');
+  });
+
+  it('runs a control plane on a ConfigMap and an API token from a Secret, following ConfigMap changes', async () => {
+    const kube = await withKube();
+    kube.rules = [...rules(), { resource: 'secrets', namespace: NS, resourceNames: ['reverst-control-plane'], verbs: ['get', 'list', 'watch'] }];
+    kube.putConfigMap(NS, 'reverst-groups', { 'groups.yml': groupsYaml(['app.test']) });
+    kube.putSecret(NS, 'reverst-tokens', { app: 'one' });
+    kube.putSecret(NS, 'reverst-control-plane', { 'api-token': 'cp-token\n' });
+    const port = await freePort();
+    const cp = spawnNode(
+      'cli.ts',
+      ['control-plane', '-g', GROUPS_REF, '-w', '--listen', `127.0.0.1:${port}`, '--api-token-file', `k8s://secret/${NS}/reverst-control-plane/api-token`],
+      { env: { KUBECONFIG: kube.kubeconfigPath } },
+    );
+    await cp.waitForLine(/"msg":"control plane ready"/, 30_000);
+    const hosts = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/groups`, { headers: { authorization: 'Bearer cp-token' } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { groups: Record<string, { hosts: string[] }> }).groups.app?.hosts;
+    };
+    expect(await hosts()).toEqual(['app.test']);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/groups`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    kube.putConfigMap(NS, 'reverst-groups', { 'groups.yml': groupsYaml(['app.test', 'new.test']) });
+    await eventually(async () => expect(await hosts()).toEqual(['app.test', 'new.test']), 15_000);
+    await cp.kill('SIGTERM');
   });
 
   it('exits with one line naming a missing ConfigMap', async () => {

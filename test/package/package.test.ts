@@ -150,3 +150,75 @@ console.log(wrong);
     expect(result).toEqual({ ok: true, output: '' });
   });
 });
+
+describe('the packed control plane', () => {
+  it('runs from plain node: `reverst control-plane` from the packed bin, and reverst/control-plane in a program, answering alike', async () => {
+    const yaml = `groups:\n  "${GROUP}":\n    hosts: ["${GROUP}"]\n    authentication:\n      basic: { username: "user", password: "pass" }\n`;
+    const groups = path.join(app, 'cp-groups.yml');
+    const token = path.join(app, 'cp-token');
+    writeFileSync(groups, yaml);
+    writeFileSync(token, 'package-token\n');
+    const env = { NODE_OPTIONS: '' };
+    const bin = path.join(app, 'node_modules/reverst/bin/reverst.js');
+    const cp = spawnProcess(process.execPath, [bin, 'control-plane', '-g', groups, '--listen', '127.0.0.1:0', '--api-token-file', token], {
+      cwd: app,
+      env,
+      name: 'packed control plane',
+    });
+    const [, url] = await cp.waitForLine(/"control plane ready".*"url":"([^"]+)"/);
+    writeFileSync(
+      path.join(app, 'cp.mjs'),
+      `import { controlPlaneFromEnv } from 'reverst/control-plane';
+const [url, yaml] = process.argv.slice(2);
+const headers = { authorization: 'Bearer package-token' };
+const app = controlPlaneFromEnv({ REVERST_GROUPS_YAML: yaml, REVERST_API_TOKEN: 'package-token' });
+const mine = await app.request('/v1/groups', { headers });
+const theirs = await fetch(url + '/v1/groups', { headers });
+console.log(mine.status, theirs.status, mine.headers.get('etag') === theirs.headers.get('etag'));
+`,
+    );
+    const program = spawnProcess(process.execPath, ['cp.mjs', url!, yaml], { cwd: app, env, name: 'cp.mjs' });
+    expect({ exit: (await program.exited).code, stdout: program.stdout }).toEqual({ exit: 0, stdout: ['200 200 true'] });
+    expect((await cp.kill('SIGTERM')).code).toBe(0);
+  });
+
+  it("compiles a user's control plane against the packed types with a strict tsconfig", async () => {
+    writeFileSync(
+      path.join(app, 'tsconfig.cp.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noUncheckedIndexedAccess: true,
+          exactOptionalPropertyTypes: true,
+          skipLibCheck: false,
+          noEmit: true,
+          types: ['node'],
+        },
+        files: ['cp-user.ts'],
+      }),
+    );
+    writeFileSync(
+      path.join(app, 'cp-user.ts'),
+      `import { controlPlaneFromEnv, createControlPlane, PublishedGroups, parseGroups, type ServerlessEnv } from 'reverst/control-plane';
+
+const groups = new PublishedGroups({ saltKey: 'token' });
+await groups.publish(await parseGroups('groups: {}', 'inline'), 'inline');
+const app = createControlPlane({ groups, apiToken: 'token', maxWaitMs: 20_000 });
+const res: Response = await app.request('/healthz');
+console.log(res.status, groups.current?.etag);
+export default { fetch: (request: Request, env: ServerlessEnv) => controlPlaneFromEnv(env).fetch(request) };
+// @ts-expect-error the types are real: a token is a string
+createControlPlane({ groups, apiToken: 42 });
+`,
+    );
+    const tsc = path.join(repo, 'node_modules/.bin/tsc');
+    const result = await run(tsc, ['-p', 'tsconfig.cp.json'], { cwd: app }).then(
+      () => ({ ok: true, output: '' }),
+      (err: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+    );
+    expect(result).toEqual({ ok: true, output: '' });
+  });
+});
