@@ -65,8 +65,13 @@ describe('a node on k8s:// groups and tokens', () => {
     const t = await startTestNode({
       groups: GROUPS_REF,
       watchGroups: true,
+      managementAddress: '127.0.0.1:0',
       logger: createLogger({ level: 'info', stream: { write: (line: string) => lines.push(line) } }),
     });
+    const readyz = async () => {
+      const res = await visit(t.node.managementAddress!.port, '/readyz');
+      return { status: res.status, groupsSource: (JSON.parse(res.body.toString()) as { groupsSource?: string }).groupsSource };
+    };
     const port = t.node.httpAddress.port;
     const logged = (pattern: RegExp) => eventually(() => expect(lines.some((l) => pattern.test(l))).toBe(true), 15_000);
 
@@ -90,6 +95,10 @@ describe('a node on k8s:// groups and tokens', () => {
     // The ConfigMap deleted, then access revoked: both logged in one line, and the last good config serves on.
     kube.remove('configmaps', NS, 'reverst-groups');
     await logged(/keeping the last good config.*ConfigMap \\"reverst-groups\\" was deleted from namespace \\"reverst\\"/);
+    expect(await readyz()).toEqual({
+      status: 200,
+      groupsSource: `${GROUPS_REF}: ConfigMap "reverst-groups" was deleted from namespace "reverst": create it, or fix the reference; serving the last good config`,
+    });
     kube.rules = [];
     kube.dropWatches();
     await logged(/keeping the last good config.*forbidden: system:serviceaccount:reverst:reverst may not list configmaps/);
@@ -100,6 +109,7 @@ describe('a node on k8s:// groups and tokens', () => {
     kube.putConfigMap(NS, 'reverst-groups', { 'groups.yml': groupsYaml(['back.test']) });
     await eventually(async () => expect((await visit(port, '/', { host: 'back.test' })).status).toBe(200), 15_000);
     expect((await visit(port, '/', { host: 'app.test' })).status).toBe(404);
+    expect(await readyz()).toEqual({ status: 200, groupsSource: `following ${GROUPS_REF}` });
   });
 });
 
