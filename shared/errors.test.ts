@@ -56,7 +56,9 @@ describe('every error class', async () => {
   const { ProxyError } = await import('../data-plane/proxy-errors.js');
   const { LengthMismatchError } = await import('../data-plane/visitors.js');
   const config = await import('./config/index.js');
+  const k8s = await import('./config/k8s-ref.js');
   Object.assign(SAMPLES, {
+    KubernetesError: () => new k8s.KubernetesError('ERR_K8S_NOT_FOUND', 'k8s://secret/ns/name/key: Secret "name" not found in namespace "ns"'),
     ControlPlaneError: () => new config.ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', 'control plane http://cp/v1/groups unreachable'),
     ProxyError: () => ProxyError.noTunnel('g'),
     HopRefusedError: () => new hop.HopRefusedError('node-1', 'wrong cluster secret'),
