@@ -1,8 +1,8 @@
 // HTTP/1.1 facts the client and the data-plane both rely on.
-import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 
 /** RFC 9110 §7.6.1 and RFC 9112: these describe one connection (here, one tunnel stream or hop), so they stop at each hop. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = [
+const HOP_BY_HOP_HEADERS: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -15,23 +15,6 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
 ];
 
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
-
-/** The header names a Connection header lists (they are hop-by-hop too), lower case; undefined without one. */
-export function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
-  if (connection === undefined) return undefined;
-  const names = new Set<string>();
-  for (const name of String(connection).split(',')) {
-    const n = name.trim().toLowerCase();
-    if (n) names.add(n);
-  }
-  return names;
-}
-
-/** HTTP/1.1 framing: a request has a body only if its headers say so (RFC 9112 §6.3). */
-export function declaresBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
 
 /** A short plain-text answer if one can still be given; a response already under way is cut instead. */
 export function replyText(res: ServerResponse, status: number, text: string, headers: OutgoingHttpHeaders = {}): void {
