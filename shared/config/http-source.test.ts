@@ -87,6 +87,27 @@ describe('HttpGroupsSource', () => {
     expect(changes).toEqual([]);
   });
 
+  it.each([
+    ['answers 304 at once, ignoring ?wait=', true],
+    ['sends no ETag, so each poll gets the whole config at once', false],
+  ])('paces its polls against a server that %s', async (_, withEtag) => {
+    const MIN_POLL_MS = 300;
+    const arrivals: number[] = [];
+    const server = await startHttpServer((req: http.IncomingMessage, res: http.ServerResponse) => {
+      arrivals.push(performance.now());
+      if (withEtag && req.headers['if-none-match'] === '"v1"') return res.writeHead(304, { etag: '"v1"' }).end();
+      res.writeHead(200, { 'content-type': 'application/json', ...(withEtag ? { etag: '"v1"' } : {}) }).end('{"groups":{"a":{"hosts":["a.test"]}}}');
+    });
+    const source = new HttpGroupsSource(`${server.url}/v1/groups`, { watch: true, minPollIntervalMs: MIN_POLL_MS });
+    await source.load();
+    const { changes, errors } = follow(source);
+    await eventually(() => expect(arrivals.length).toBeGreaterThanOrEqual(5), 10_000);
+    // Unpaced, these polls came back to back (thousands a second).
+    const gaps = arrivals.slice(2, 5).map((at, i) => at - arrivals[i + 1]!);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(MIN_POLL_MS - 20);
+    expect({ changes, errors }).toEqual({ changes: [], errors: [] });
+  });
+
   it('reports an outage once, retries with backoff, and says when it is back', async () => {
     const cp = await controlPlane();
     const source = new HttpGroupsSource(cp.url, { watch: true, waitMs: 30_000, retryMinMs: 20, retryMaxMs: 50 });

@@ -22,6 +22,12 @@ const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
 /** Retries start fast (a restart takes a second or two) and settle at a pace a recovering control plane can take from every node. */
 export const DEFAULT_RETRY_MIN_MS = 250;
 export const DEFAULT_RETRY_MAX_MS = 10_000;
+/**
+ * A poll that comes back with nothing new sooner than this was not held: the server ignores
+ * `?wait=` (a plain file server, a proxy that cuts requests short, a draining control plane).
+ * The next poll waits out the rest, so such a server is asked once a second, not thousands of times.
+ */
+export const DEFAULT_MIN_POLL_INTERVAL_MS = 1_000;
 
 /** The control plane could not be asked (down, hung, 5xx) or refused this node's token. */
 export class ControlPlaneError extends ReverstError {
@@ -43,6 +49,7 @@ export interface HttpGroupsSourceOptions {
   loadTimeoutMs?: number | undefined;
   retryMinMs?: number | undefined;
   retryMaxMs?: number | undefined;
+  minPollIntervalMs?: number | undefined;
   fetch?: typeof globalThis.fetch | undefined;
 }
 
@@ -115,7 +122,9 @@ export class HttpGroupsSource implements GroupsSource {
   async #follow(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<void> {
     const backoff = new Backoff({ minDelayMs: this.#options.retryMinMs ?? DEFAULT_RETRY_MIN_MS, maxDelayMs: this.#options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS });
     const waitMs = this.#options.waitMs ?? DEFAULT_POLL_WAIT_MS;
+    const minPollMs = this.#options.minPollIntervalMs ?? DEFAULT_MIN_POLL_INTERVAL_MS;
     while (!this.#closing.signal.aborted) {
+      const polledAt = performance.now();
       let fetched: Fetched;
       try {
         // Without an ETag (a start from the cache or from nothing) the answer comes at once.
@@ -123,7 +132,7 @@ export class HttpGroupsSource implements GroupsSource {
       } catch (err) {
         if (this.#closing.signal.aborted) return;
         this.#unreachable(err as Error, onError);
-        await sleep(backoff.next(), undefined, { signal: this.#closing.signal }).catch(() => {});
+        await this.#pause(backoff.next());
         continue;
       }
       backoff.reset();
@@ -131,25 +140,36 @@ export class HttpGroupsSource implements GroupsSource {
         this.#log.info('control plane reachable again', { downSince: this.#down.since.toISOString() });
         this.#down = undefined;
       }
-      if (fetched.status === 304) continue;
-      const before = this.#lastGood;
-      let config: GroupsConfig;
-      try {
-        config = await this.#accept(fetched.body!, fetched.etag);
-      } catch (err) {
-        // A config this node cannot read: keep the last good one and wait for the next change.
-        this.#etag = fetched.etag;
-        onError(err as Error);
-        continue;
-      }
-      this.#origin = { kind: 'control-plane' };
-      if (this.#lastGood === before || this.#closing.signal.aborted) continue;
-      try {
-        onChange(config);
-      } catch (err) {
-        onError(err as Error);
-      }
+      if (!(await this.#applyAnswer(fetched, onChange, onError))) await this.#pause(minPollMs - (performance.now() - polledAt));
     }
+  }
+
+  /** Takes one poll's answer; false when it brought nothing new (not modified, the same config, or one this node cannot read). */
+  async #applyAnswer(fetched: Fetched, onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<boolean> {
+    if (fetched.status === 304) return false;
+    const before = this.#lastGood;
+    let config: GroupsConfig;
+    try {
+      config = await this.#accept(fetched.body!, fetched.etag);
+    } catch (err) {
+      // A config this node cannot read: keep the last good one and wait for the next change.
+      this.#etag = fetched.etag;
+      onError(err as Error);
+      return false;
+    }
+    this.#origin = { kind: 'control-plane' };
+    if (this.#lastGood === before || this.#closing.signal.aborted) return false;
+    try {
+      onChange(config);
+    } catch (err) {
+      onError(err as Error);
+    }
+    return true;
+  }
+
+  /** Sleeps `ms` (nothing if not positive), or until close(). */
+  async #pause(ms: number): Promise<void> {
+    if (ms > 0) await sleep(ms, undefined, { signal: this.#closing.signal }).catch(() => {});
   }
 
   /** One outage is reported once, when it starts; /readyz shows the latest reason meanwhile. */
