@@ -47,7 +47,14 @@ function follow(source: HttpGroupsSource) {
 describe('HttpGroupsSource', () => {
   it('is what -g http:// and https:// make', () => {
     expect(groupsSourceFromUrl('http://cp:8080/v1/groups')).toBeInstanceOf(HttpGroupsSource);
-    expect(groupsSourceFromUrl('https://user:pw@cp/v1/groups?x=1').name).toBe('https://cp/v1/groups');
+    expect(groupsSourceFromUrl('https://cp/v1/groups?key=s3cr3t').name).toBe('https://cp/v1/groups');
+  });
+
+  it('refuses credentials in the URL, and a URL it cannot read, without printing them', () => {
+    expect(() => new HttpGroupsSource('https://user:s3cr3t@cp/v1/groups')).toThrow(
+      'https://***@cp/v1/groups: give the API token with --control-plane-token-file, not in the URL',
+    );
+    expect(() => new HttpGroupsSource('https://user:s3/cr3t@cp/v1/groups')).toThrow(/^https:\/\/\*\*\*@cp\/v1\/groups: not a valid URL$/);
   });
 
   it('sends the token, long-polls with the ETag it has, and writes each new config to the cache', async () => {

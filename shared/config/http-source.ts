@@ -8,10 +8,12 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Backoff } from '../backoff.js';
-import { ReverstError, type ErrorCode } from '../errors.js';
+import { ConfigError, ReverstError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { redactUrl } from '../redact.js';
 import { parseGroups, type GroupsConfig } from './groups.js';
 import type { GroupsSource, GroupsSourceStatus } from './source.js';
+import { fetchFailure } from '../fetch-failure.js';
 
 /** What nodes ask the control plane to hold a poll for (it caps it at its --max-wait, 60 s by default). */
 export const DEFAULT_POLL_WAIT_MS = 30_000;
@@ -77,9 +79,16 @@ export class HttpGroupsSource implements GroupsSource {
   #watching = false;
   #cacheWriteFailed = false;
 
+  /** Throws a one-line ConfigError for a URL that cannot be read or that carries credentials. */
   constructor(url: string, options: HttpGroupsSourceOptions = {}) {
-    this.#url = new URL(url);
-    this.name = redact(this.#url);
+    this.name = redactUrl(url, { query: true });
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
+    if (!parsed) throw new ConfigError([{ source: this.name, message: 'not a valid URL' }]);
+    if (parsed.username || parsed.password) {
+      // fetch refuses such URLs, and would print the credentials while doing so.
+      throw new ConfigError([{ source: this.name, message: 'give the API token with --control-plane-token-file, not in the URL' }]);
+    }
+    this.#url = parsed;
     this.#options = options;
     this.#log = (options.logger ?? silentLogger).child({ component: 'groups-source', source: this.name });
     this.#fetch = options.fetch ?? globalThis.fetch;
@@ -190,7 +199,7 @@ export class HttpGroupsSource implements GroupsSource {
     try {
       response = await this.#fetch(url, { headers, signal: AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]) });
     } catch (err) {
-      const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs}ms` : failureMessage(err);
+      const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs}ms` : fetchFailure(err);
       throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} unreachable: ${reason}`, { cause: err });
     }
     if (response.status === 304) {
@@ -198,7 +207,7 @@ export class HttpGroupsSource implements GroupsSource {
       return { status: 304 };
     }
     const body = await response.text().catch((err: unknown) => {
-      throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} broke off its answer: ${failureMessage(err)}`, { cause: err });
+      throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} broke off its answer: ${fetchFailure(err)}`, { cause: err });
     });
     if (response.status === 401 || response.status === 403) {
       const fix = this.#options.token ? 'check --control-plane-token-file against its API token' : 'give --control-plane-token-file';
@@ -286,20 +295,4 @@ export class HttpGroupsSource implements GroupsSource {
 /** Two configs are the same if they serialize the same. */
 function fingerprint(config: GroupsConfig): string {
   return JSON.stringify([...config.groups.values()]);
-}
-
-/** The URL for logs and /readyz: no userinfo, no query. */
-function redact(url: URL): string {
-  const copy = new URL(url);
-  copy.username = '';
-  copy.password = '';
-  copy.search = '';
-  return copy.href;
-}
-
-// fetch reports network errors as TypeError('fetch failed') with the real error
-// ("connect ECONNREFUSED 127.0.0.1:8080", "other side closed") as its cause.
-function failureMessage(err: unknown): string {
-  const { cause } = err as { cause?: { message?: string } };
-  return cause?.message || (err as Error).message;
 }
