@@ -184,6 +184,19 @@ describe('external', () => {
     expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: ${endpoint} answered 503`, unavailable: true });
   });
 
+  it('keeps credentials in the endpoint URL out of the reason the client gets and the log, and sends no userinfo (as the seed)', async () => {
+    const { endpoint, seen } = await authServer((_req, res) => res.writeHead(503).end());
+    const withSecrets = endpoint.replace('http://', 'http://admin:s3cr3t@').concat('?key=s3cr3t');
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn', stream: { write: (line) => lines.push(line) } });
+    const auth = authenticator({ external: { scheme: 'Bearer', endpoint: withSecrets } }, { logger });
+    const redacted = `${endpoint.replace('http://', 'http://***@')}`;
+    expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: ${redacted} answered 503`, unavailable: true });
+    expect(seen).toEqual([{ method: 'GET', url: '/auth/ext?key=s3cr3t', authorization: 'Bearer x', group: 'g' }]);
+    expect(lines).toHaveLength(1);
+    expect(lines.join('')).not.toContain('s3cr3t');
+  });
+
   it('does not follow redirects', async () => {
     const { endpoint, seen } = await authServer((req, res) => {
       if (req.url === '/auth/ext') res.writeHead(302, { location: '/ok' }).end();
