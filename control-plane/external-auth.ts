@@ -7,6 +7,7 @@ import { sameBytes } from '../shared/auth/password-hash.js';
 import type { Group } from '../shared/config/groups.js';
 import type { JwtRule } from '../shared/config/external-rules.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { redactUrl } from '../shared/redact.js';
 
 /** 200 allows; anything else denies (seed semantics). 503: the key server failed, so nodes let the client retry. */
 export interface Decision {
@@ -113,7 +114,7 @@ export class ExternalAuth {
       case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
         return deny('JWT signature does not verify with the configured key');
       case 'ERR_JWKS_NO_MATCHING_KEY':
-        return deny(`no key of ${rule.jwksUrl} matches the JWT (kid or alg unknown)`);
+        return deny(`no key of ${redactUrl(rule.jwksUrl ?? '', { query: true })} matches the JWT (kid or alg unknown)`);
       case 'ERR_JOSE_ALG_NOT_ALLOWED':
         return deny('JWT algorithm not allowed');
       case 'ERR_JWS_INVALID':
@@ -122,7 +123,10 @@ export class ExternalAuth {
     }
     // Everything else means the keys could not be had: a timeout, a refused connection, a non-200,
     // or a body that is no key set. The operator's problem, not the client's.
-    const reason = rule.jwksUrl ? `key server unavailable: ${rule.jwksUrl}: ${describe(err)}` : `the configured publicKey cannot be used: ${describe(err)}`;
+    // The answer goes to whoever asked: the key server's URL without credentials.
+    const reason = rule.jwksUrl
+      ? `key server unavailable: ${redactUrl(rule.jwksUrl, { query: true })}: ${describe(err)}`
+      : `the configured publicKey cannot be used: ${describe(err)}`;
     this.#log.warn('cannot verify JWTs', { reason });
     return { status: 503, reason };
   }
