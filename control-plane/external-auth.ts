@@ -90,7 +90,7 @@ export class ExternalAuth {
     if (early) return deny(early);
     let payload: JWTPayload;
     try {
-      const options = { issuer: rule.issuer, audience: rule.audience, clockTolerance: Math.floor(rule.clockToleranceMs / 1000) };
+      const options = { issuer: rule.issuer, audience: rule.audience, requiredClaims: ['exp'], clockTolerance: Math.floor(rule.clockToleranceMs / 1000) };
       const verified = rule.jwksUrl
         ? await jwtVerify(token, this.#keySet(rule.jwksUrl), rule.algorithms ? { ...options, algorithms: rule.algorithms } : options)
         : await jwtVerify(token, await this.#staticKey(rule), { ...options, algorithms: rule.algorithms ?? ['RS256'] });
@@ -166,7 +166,9 @@ function claimProblem(rule: JwtRule, group: string, claims: JWTPayload): string 
   if (claims.iss !== rule.issuer) return `JWT issuer ${JSON.stringify(claims.iss)} is not ${JSON.stringify(rule.issuer)}`;
   const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
   if (!audiences.some((aud) => rule.audience.includes(aud))) return `JWT audience ${JSON.stringify(claims.aud)} is not one of ${JSON.stringify(rule.audience)}`;
-  if (typeof claims.exp === 'number' && claims.exp <= now - tolerance) return 'JWT expired';
+  // jose accepts a token without exp; a leaked one would then let its holder in for good.
+  if (typeof claims.exp !== 'number') return 'JWT has no expiry (exp): a token that never expires is not accepted';
+  if (claims.exp <= now - tolerance) return 'JWT expired';
   if (typeof claims.nbf === 'number' && claims.nbf > now + tolerance) return 'JWT not yet valid (nbf)';
   const listed = claims[rule.groupsClaim];
   const groups = typeof listed === 'string' ? [listed] : Array.isArray(listed) ? listed : [];
