@@ -1,5 +1,5 @@
 import { LISTEN, normalizeHostPort } from '../shared/address.js';
-import { groupsSourceSchemes } from '../shared/config/index.js';
+import { GROUPS_SOURCE_FLAGS } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage as commandUsage, type CommandLine, type CommandSpec, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
@@ -7,12 +7,6 @@ import { DEFAULT_NAMESPACE, checkNamespace } from './membership/options.js';
 
 /** Checked and written canonically before anything starts: `-s nonsense` fails at once, naming the flag. */
 const listenAddress = (text: string): string => normalizeHostPort(text, LISTEN);
-
-/** `-g`'s help names only the sources this build can read. */
-const groupsHelp = (): string =>
-  `tunnel groups source: a file path or ${groupsSourceSchemes()
-    .map((scheme) => `${scheme}://…`)
-    .join(', ')}`;
 
 // The seed's flags first, with its names and defaults; then ours.
 export const NODE_FLAGS = [
@@ -29,8 +23,7 @@ export const NODE_FLAGS = [
   { long: 'server-name', short: 'n', kind: 'string', help: 'server name used to identify tunnel via TLS', required: true },
   { long: 'private-key-path', short: 'k', kind: 'string', help: 'path to TLS private key PEM file', required: true },
   { long: 'certificate-path', short: 'c', kind: 'string', help: 'path to TLS certificate PEM file', required: true },
-  { long: 'tunnel-groups', short: 'g', kind: 'string', help: groupsHelp, default: 'groups.yml' },
-  { long: 'watch-groups', short: 'w', kind: 'boolean', help: 'watch tunnel groups sources for updates' },
+  ...GROUPS_SOURCE_FLAGS,
   { long: 'management-address', kind: 'string', help: 'HTTP address for management API', parse: listenAddress },
   { long: 'max-idle-timeout', kind: 'duration', help: 'maximum time a connection can be idle', default: '1m0s' },
   { long: 'keep-alive-period', kind: 'duration', help: 'period between keep-alive events', default: '30s' },
