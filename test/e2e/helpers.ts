@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { basic, connect, type ConnectOptions, type Tunnel } from '../../client/index.js';
 import { makeCa, makeServerCert, onCleanup, type KeyPair } from '../harness/index.js';
 import { startNode, type DataPlaneNode, type NodeOptions } from '../../data-plane/node.js';
 import { createLogger, silentLogger, type Logger } from '../../shared/log.js';
@@ -59,6 +60,24 @@ export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml
   });
   onCleanup(() => node.stop());
   return { node, ca, server, groupsPath, address: `127.0.0.1:${node.tunnelAddress.port}` };
+}
+
+/**
+ * A client registered on `t`'s group with BASIC_GROUP_YAML's credentials, answering PONG unless
+ * `extra` says otherwise (another handler, group or auth); closed with the current cleanup scope.
+ */
+export async function connectClient(t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
+  const tunnel = await connect({
+    addresses: [t.address],
+    serverName: GROUP,
+    ca: t.ca.cert,
+    group: GROUP,
+    auth: basic('user', 'pass'),
+    handler: () => new Response('PONG'),
+    ...extra,
+  });
+  onCleanup(() => tunnel.close({ graceMs: 0 }));
+  return tunnel;
 }
 
 export interface Visit {
