@@ -39,6 +39,15 @@ export function writeGroups(yaml: string, dir = mkdtempSync(path.join(os.tmpdir(
   return file;
 }
 
+/** The flags of a node process on 127.0.0.1 with the test certificate, `groupsPath` and these ports. */
+export function nodeArgs(o: { certs: { server: KeyPair }; groupsPath: string; quicPort: number; httpPort: number; managementPort: number }): string[] {
+  const at = (port: number) => `127.0.0.1:${port}`;
+  return [
+    ...['-n', GROUP, '-k', o.certs.server.keyPath, '-c', o.certs.server.certPath, '-g', o.groupsPath],
+    ...['-a', at(o.quicPort), '-s', at(o.httpPort), '--management-address', at(o.managementPort)],
+  ];
+}
+
 /** A data-plane node in this process on free ports, stopped with the current cleanup scope. */
 export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml?: string } = {}): Promise<TestNode> {
   const { ca, server } = await testCerts();
