@@ -71,12 +71,9 @@ export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml
   return { node, ca, server, groupsPath, address: `127.0.0.1:${node.tunnelAddress.port}` };
 }
 
-/**
- * A client registered on `t`'s group with BASIC_GROUP_YAML's credentials, answering PONG unless
- * `extra` says otherwise (another handler, group or auth); closed with the current cleanup scope.
- */
-export async function connectClient(t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
-  const tunnel = await connect({
+/** Options for a client of `t`'s group with BASIC_GROUP_YAML's credentials, answering PONG unless `extra` says otherwise. */
+export function clientOptions(t: TestNode, extra: Partial<ConnectOptions> = {}): ConnectOptions {
+  return {
     addresses: [t.address],
     serverName: GROUP,
     ca: t.ca.cert,
@@ -84,7 +81,12 @@ export async function connectClient(t: TestNode, extra: Partial<ConnectOptions> 
     auth: basic('user', 'pass'),
     handler: () => new Response('PONG'),
     ...extra,
-  });
+  };
+}
+
+/** A client registered with clientOptions(t, extra), closed with the current cleanup scope. */
+export async function connectClient(t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
+  const tunnel = await connect(clientOptions(t, extra));
   onCleanup(() => tunnel.close({ graceMs: 0 }));
   return tunnel;
 }
