@@ -38,6 +38,10 @@ describe('reverst flags', () => {
       '-s/--http-address: expected HOST:PORT such as 127.0.0.1:7171 or [::1]:7171, got "nonsense" (see reverst -h)',
     );
     expect(() => flags([...required, '--internal-address', '::1:9001'])).toThrow(/--internal-address: put an IPv6 address in brackets, e.g. \[::1\]:9001/);
+    // Published for other nodes to dial: they would hop to themselves.
+    expect(() => flags([...required, '--internal-address', '0.0.0.0:9001'])).toThrow(
+      /--internal-address: "0.0.0.0:9001" is not an address another machine can dial/,
+    );
     expect(() => flags(required, { REVERST_TUNNEL_ADDRESS: '127.0.0.1:70000' })).toThrow(/REVERST_TUNNEL_ADDRESS: port 70000 is out of range 0-65535/);
   });
 

@@ -1,4 +1,4 @@
-import { LISTEN, normalizeHostPort } from '../shared/address.js';
+import { ADVERTISED, LISTEN, normalizeHostPort } from '../shared/address.js';
 import { GROUPS_SOURCE_FLAGS } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage as commandUsage, type CommandLine, type CommandSpec, type FlagSpec, type FlagValues } from '../shared/flags.js';
@@ -56,7 +56,12 @@ export const NODE_FLAGS = [
     parse: checkNamespace,
   },
   { long: 'membership-ttl', kind: 'duration', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
-  { long: 'internal-address', kind: 'string', help: 'address other nodes forward requests to (cluster only)', parse: listenAddress },
+  {
+    long: 'internal-address',
+    kind: 'string',
+    help: 'address other nodes forward requests to, as they dial it (cluster only; not 0.0.0.0)',
+    parse: (text: string) => normalizeHostPort(text, ADVERTISED),
+  },
   {
     long: 'cluster-secret',
     kind: 'string',
