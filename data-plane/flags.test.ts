@@ -59,6 +59,13 @@ describe('reverst flags', () => {
     expect(() => flags([...required, '--cluster-secret', 's', '--cluster-secret-file', 'f'])).toThrow(/--cluster-secret and --cluster-secret-file conflict/);
     expect(() => flags([...required, '--membership-namespace', 'a:b'])).toThrow(/--membership-namespace: membership namespace "a:b" may only contain/);
     expect(() => flags([...required, '--keep-alive-period', '2m'])).toThrow(/--keep-alive-period must be shorter than --max-idle-timeout/);
+    expect(() => flags([...required, '-g', 'groups.yml', '--groups-cache', 'cache.json'])).toThrow(
+      '--groups-cache is for a control plane source (-g http(s)://…/v1/groups) only, not for "groups.yml" (see reverst -h)',
+    );
+    expect(() => flags([...required, '--control-plane-token-file', 't', '--groups-cache', 'c'])).toThrow(
+      /^--control-plane-token-file and --groups-cache are for a control plane source/,
+    );
+    expect(flags([...required, '-g', 'https://cp/v1/groups', '--control-plane-token-file', 't', '--groups-cache', 'c']).groupsCache).toBe('c');
   });
 });
 

@@ -110,5 +110,12 @@ export function parseNodeFlags(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (flags.keepAlivePeriodMs >= flags.maxIdleTimeoutMs) {
     throw invalid('--keep-alive-period must be shorter than --max-idle-timeout, or idle tunnels time out between pings');
   }
+  // Both belong to a control plane source: with any other -g they would be ignored without a word.
+  const controlPlaneOnly = [flags.controlPlaneTokenFile && '--control-plane-token-file', flags.groupsCache && '--groups-cache'].filter(Boolean);
+  if (controlPlaneOnly.length > 0 && !/^https?:\/\//i.test(flags.tunnelGroups)) {
+    throw invalid(
+      `${controlPlaneOnly.join(' and ')} ${controlPlaneOnly.length > 1 ? 'are' : 'is'} for a control plane source (-g http(s)://…/v1/groups) only, not for ${JSON.stringify(flags.tunnelGroups)}`,
+    );
+  }
   return flags;
 }
