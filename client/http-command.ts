@@ -145,7 +145,7 @@ export async function runHttpCommand(argv: string[], env: NodeJS.ProcessEnv = pr
   try {
     let tunnel: Tunnel;
     try {
-      tunnel = await connect({ ...command.connect, ca, handler: forwarder.server, logger, signal: stop.signal });
+      tunnel = await connect({ ...command.connect, ca, handler: forwarder, logger, signal: stop.signal });
     } catch (err) {
       if (stop.signal.aborted) return;
       throw err instanceof RegistrationError ? refusal(err) : err;
@@ -157,7 +157,7 @@ export async function runHttpCommand(argv: string[], env: NodeJS.ProcessEnv = pr
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     io.signal?.removeEventListener('abort', onSignal);
-    forwarder.close();
+    await forwarder.close();
   }
 }
 

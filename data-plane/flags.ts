@@ -3,6 +3,7 @@ import { GROUPS_SOURCE_FLAGS } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage as commandUsage, type CommandLine, type CommandSpec, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
+import { checkTrustedProxies } from './forwarding.js';
 import { DEFAULT_NAMESPACE, checkNamespace } from './membership/options.js';
 
 /** Checked and written canonically before anything starts: `-s nonsense` fails at once, naming the flag. */
@@ -79,6 +80,14 @@ export const NODE_FLAGS = [
     kind: 'string',
     value: 'PATH',
     help: 'file keeping the last config from the control plane, so a restart while it is down starts from it',
+  },
+  {
+    long: 'trusted-proxies',
+    kind: 'list',
+    value: 'CIDR,…',
+    help: 'proxies in front of the node (addresses or CIDR blocks) whose X-Forwarded-*, Forwarded and X-Real-IP are kept; for others the node sets them',
+    defaultText: 'none',
+    parse: checkTrustedProxies,
   },
 ] as const satisfies readonly FlagSpec[];
 

@@ -20,7 +20,7 @@ const open = (t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel>
 async function forwardTo(t: TestNode, originUrl: string, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
   const forwarder = createForwarder({ origin: new URL(originUrl) });
   onCleanup(() => forwarder.close());
-  return open(t, { handler: forwarder.server, ...extra });
+  return open(t, { handler: forwarder, ...extra });
 }
 
 /** A visitor that reads `bytes` of a response and then hangs up. */
