@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
-import { LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
+import { ADVERTISED, LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -98,9 +98,9 @@ export interface DataPlaneNode {
 }
 
 /** A listener's address, or a one-line error naming its flag. */
-function listenerAddress(text: string, flag: string): HostPort {
+function listenerAddress(text: string, flag: string, rules = LISTEN): HostPort {
   try {
-    return parseHostPort(text, LISTEN);
+    return parseHostPort(text, rules);
   } catch (err) {
     throw new ReverstError('ERR_INVALID_OPTION', `${flag}: ${(err as Error).message}`);
   }
@@ -127,7 +127,8 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     http: listenerAddress(options.httpAddress, LISTENER_FLAGS.http),
     management: options.managementAddress ? listenerAddress(options.managementAddress, LISTENER_FLAGS.management) : undefined,
   };
-  const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal) : undefined;
+  // Published for other nodes to dial: "any address" would send their hops to themselves.
+  const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal, ADVERTISED) : undefined;
   checkKeyPair({ pem: options.key, name: 'key' }, { pem: options.cert, name: 'cert' });
   const trustedProxies = TrustedProxies.parse(options.trustedProxies);
   const source =

@@ -2,12 +2,11 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, onCleanup, spawnNode, useCleanup } from '../harness/index.js';
-import { basic, connect } from '../../client/index.js';
+import { freePort, spawnNode, useCleanup } from '../harness/index.js';
 import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
 import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
-import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
+import { GROUP, connectClient, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
 
 useCleanup();
 
@@ -172,19 +171,13 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const t = await startTestNode({ requestTimeoutMs: 1_000 });
     let abandoned!: () => void;
     const wasAbandoned = new Promise<void>((resolve) => (abandoned = resolve));
-    const tunnel = await connect({
-      addresses: [t.address],
-      serverName: GROUP,
-      ca: t.ca.cert,
-      group: GROUP,
-      auth: basic('user', 'pass'),
+    await connectClient(t, {
       handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
         // /slow never answers; the node resetting its stream closes the response here.
         if (req.url === '/slow') res.once('close', abandoned);
         else res.end('fast');
       },
     });
-    onCleanup(() => tunnel.close({ graceMs: 0 }));
     const port = t.node.httpAddress.port;
     const res = await visit(port, '/slow');
     expect(res.status).toBe(504);
