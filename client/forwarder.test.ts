@@ -6,7 +6,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { collect, onCleanup, randomStream, sha256, startHttpServer, useCleanup } from '../test/harness/index.js';
 import { GROUP } from '../test/e2e/helpers.js';
-import { rawExchange, rawRequest, throughNode } from '../test/e2e/through-node.js';
+import { postBodies, rawExchange, rawRequest, throughNode, watchStreams } from '../test/e2e/through-node.js';
 import { createForwarder, type ForwarderOptions } from './forwarder.js';
 
 useCleanup();
@@ -71,6 +71,16 @@ describe('forwarding to a local origin', () => {
     });
     expect(res.headers['x-upload-sha256']).toBe(await sha256(randomStream(5 << 20, 'up')));
     expect(await sha256(res)).toBe(await sha256(randomStream(5 << 20, 'down')));
+  });
+
+  it('lets go of each request stream whose body the origin leaves unread', async () => {
+    const origin = await startHttpServer((_req, res) => res.end('ok'));
+    const forwarder = createForwarder({ origin: new URL(origin.url) });
+    onCleanup(() => forwarder.close());
+    const watched = watchStreams(forwarder);
+    const { port } = await throughNode(watched.handler);
+    expect(new Set(await postBodies(port))).toEqual(new Set(['200 ok']));
+    await Promise.all(watched.closed);
   });
 
   it('lets go of the origin request when the visitor leaves mid-response', async () => {

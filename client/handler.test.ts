@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { collect, randomStream, sha256, useCleanup } from '../test/harness/index.js';
 import { GROUP } from '../test/e2e/helpers.js';
-import { rawExchange, rawRequest, throughNode } from '../test/e2e/through-node.js';
+import { postBodies, rawExchange, rawRequest, throughNode, watchStreams } from '../test/e2e/through-node.js';
 import { createLogger, type Logger } from '../shared/log.js';
 
 useCleanup();
@@ -85,6 +85,16 @@ describe('fetch handler', () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers['x-upload-sha256']).toBe(await sha256(randomStream(5 << 20, 'up')));
     expect(await sha256(res)).toBe(await sha256(randomStream(5 << 20, 'down')));
+  });
+
+  it('lets go of each request stream whose body the handler leaves unread, whether it answers or fails', async () => {
+    const watched = watchStreams((request: Request) => {
+      if (request.url.endsWith('/3')) throw new Error('fails without reading the body either');
+      return new Response('ok');
+    });
+    const { port } = await throughNode(watched.handler);
+    expect(await postBodies(port)).toEqual(['200 ok', '200 ok', '200 ok', '500 internal server error\n', '200 ok']);
+    await Promise.all(watched.closed);
   });
 
   it('passes status, status text and repeated Set-Cookie headers through', async () => {
@@ -226,6 +236,13 @@ describe('Node request listener', () => {
   it('gets a request body, streamed and chunked', async () => {
     const { port } = await throughNode(async (req: http.IncomingMessage, res: http.ServerResponse) => res.end(`got ${(await collect(req)).length}`));
     expect(await rawExchange(port, rawRequest(['POST / HTTP/1.1', 'Transfer-Encoding: chunked'], '3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n'))).toContain('got 5');
+  });
+
+  it('lets go of each request stream whose body the listener leaves unread', async () => {
+    const watched = watchStreams((_req: http.IncomingMessage, res: http.ServerResponse) => res.end('ok'));
+    const { port } = await throughNode(watched.handler);
+    expect(new Set(await postBodies(port))).toEqual(new Set(['200 ok']));
+    await Promise.all(watched.closed);
   });
 
   it('answers 500 when it throws or rejects, and the process lives on', async () => {

@@ -2,7 +2,7 @@
  * A request as it arrives through a tunnel: its v2 head and the stream it came on.
  * Every handler form (handler.ts) is served through this shape.
  */
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { type RequestHead, encodeResponseHead } from '../shared/heads.js';
 import { HOP_BY_HOP } from '../shared/http.js';
 
@@ -41,4 +41,15 @@ export function writeTextResponse(stream: Duplex, status: number, text: string):
   const body = `${text}\n`;
   writeResponseHead(stream, status, '', ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body))]);
   stream.end(body);
+}
+
+/**
+ * Reads and drops what is left of a request body once nothing will read it (the answer
+ * went out without it). Bytes the node already sent count against the tunnel's
+ * flow-control windows until they are read, and a few dozen such bodies would freeze
+ * every request on the tunnel; the node resets a body it is still sending once the
+ * answer is whole, so this reads no more than was in flight.
+ */
+export function discardBody(stream: Readable): void {
+  if (!stream.readableEnded && !stream.destroyed) stream.resume();
 }
