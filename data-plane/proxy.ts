@@ -52,7 +52,10 @@ export interface ProxyDeps {
   picker: TunnelPicker;
   metrics: Metrics;
   logger: Logger;
-  /** Longest wait for a response head before answering 504, opening a stream included. */
+  /**
+   * Longest wait for a response head before answering 504, opening a stream included,
+   * counted from the request's last body byte (an upload still moving is not a silent tunnel).
+   */
   requestTimeoutMs: number;
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
@@ -151,7 +154,7 @@ class ProxyRequest {
       this.finish(ProxyError.bodyTooLarge(limit));
       return;
     }
-    // One deadline up to the response head, waiting for a tunnel's stream credit included.
+    // One deadline up to the response head, waiting for a tunnel's stream credit included; each body byte sent restarts it.
     this.#deadline = setTimeout(() => this.finish(ProxyError.timeout(this.#ctx.deps.requestTimeoutMs, this.#requestId)), this.#ctx.deps.requestTimeoutMs);
     this.#run().catch((error: unknown) => this.finish(error));
   }
@@ -287,6 +290,7 @@ class ProxyRequest {
     const limit = this.#head.upgrade ? 0 : this.#ctx.deps.maxBodySize;
     const onData = (chunk: Buffer): void => {
       this.#bodyBytes += chunk.length;
+      if (!this.#response) this.#deadline?.refresh();
       if (limit > 0 && this.#bodyBytes > limit) {
         this.finish(ProxyError.bodyTooLarge(limit));
         return;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, spawnNode, useCleanup } from '../harness/index.js';
+import { collect, freePort, spawnNode, useCleanup } from '../harness/index.js';
 import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
 import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
@@ -181,12 +181,44 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const port = t.node.httpAddress.port;
     const res = await visit(port, '/slow');
     expect(res.status).toBe(504);
-    expect(res.body.toString()).toMatch(/^504 Gateway Timeout: no response from the tunnel within 1000 ms \(request [\w-]+\)\n?$/);
+    expect(res.body.toString()).toMatch(/^504 Gateway Timeout: no response from the tunnel within 1000 ms of the request's last byte \(request [\w-]+\)\n?$/);
     await wasAbandoned;
     expect((await visit(port, '/')).body.toString()).toBe('fast');
     const { values } = await t.node.metrics.proxyRequests.get();
     expect(values.find((v) => v.labels.code === '504')?.value).toBe(1);
     expect(t.node.registry.all().map((x) => x.inFlight)).toEqual([0]);
+  });
+
+  it('counts --request-timeout from the last request byte, so a slow upload is not cut while it moves', async () => {
+    const timeoutMs = 1_500;
+    const t = await startTestNode({ requestTimeoutMs: timeoutMs });
+    let received: (() => void) | undefined;
+    await connectClient(t, {
+      handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          received?.();
+        });
+        req.on('end', () => res.end(`got ${bytes}`));
+      },
+    });
+    const started = performance.now();
+    const answer = new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ port: t.node.httpAddress.port, host: '127.0.0.1', method: 'POST', path: '/', headers: { host: GROUP } }, resolve);
+      req.on('error', reject);
+      // One chunk at a time, each after the handler got the last and a pause, for twice the timeout in all.
+      const next = (): void => {
+        if (performance.now() - started > 2 * timeoutMs) return void req.end();
+        received = () => setTimeout(next, 200);
+        req.write('x'.repeat(1000));
+      };
+      next();
+    });
+    const res = await answer;
+    const body = (await collect(res)).toString();
+    expect(`${res.statusCode} ${body}`).toMatch(/^200 got \d+000$/);
+    expect(performance.now() - started).toBeGreaterThan(2 * timeoutMs);
   });
 
   it('answers 502 when a tunnel sends a response head that cannot be forwarded, and keeps running', async () => {
