@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { collect, freePort, spawnNode, useCleanup } from '../harness/index.js';
 import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
@@ -165,6 +165,36 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect(await readFrame(registration)).toMatchObject({ Code: 0 });
     expect(conn.isClosing).toBe(false);
     await conn.close();
+  });
+
+  it('answers a request followed by garbage on the same connection before the 400 for the garbage', async () => {
+    const t = await startTestNode();
+    await connectClient(t, { handler: async () => new Response('first') });
+    const socket = net.connect(t.node.httpAddress.port, '127.0.0.1');
+    socket.write(`GET /a HTTP/1.1\r\nHost: ${GROUP}\r\n\r\nNOT HTTP AT ALL\r\n\r\n`);
+    const reply = (await collect(socket)).toString('latin1');
+    // The answer in full (chunked: the handler's Response has no length), then the 400, then the end.
+    expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n5\r\nfirst\r\n0\r\n\r\nHTTP\/1\.1 400 Bad Request\r\n[\s\S]*malformed HTTP request\n$/);
+    expect(reply.match(/HTTP\/1\.1 /g)).toHaveLength(2);
+  });
+
+  it('cuts a response under way when its own request body turns out malformed, instead of writing a 400 into it', async () => {
+    const t = await startTestNode();
+    await connectClient(t, {
+      handler: (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('partial');
+      },
+    });
+    const socket = net.connect(t.node.httpAddress.port, '127.0.0.1');
+    socket.write(`POST /a HTTP/1.1\r\nHost: ${GROUP}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`);
+    const reply = collect(socket);
+    // Once the answer has begun, a chunk size that is not hex.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write('zz\r\n');
+    const text = (await reply).toString('latin1');
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(text).not.toContain('400 Bad Request');
   });
 
   it('answers 504 itself when the tunnel sends no response head in time, and lets go of the stream', async () => {
