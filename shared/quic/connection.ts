@@ -572,7 +572,12 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #onEstablished(): void {
     this.#established = true;
-    if (this.#options.unresponsiveTimeoutMs > 0) this.#unwatchStalls = onStall(() => void this.#probeAfterStall());
+    if (this.#options.unresponsiveTimeoutMs > 0) {
+      // A probe that fails (a close listener that throws, say) must not become an unhandled rejection.
+      const probe = (): void =>
+        void this.#probeAfterStall().catch((err: unknown) => this.abort(new QuicError('ERR_QUIC_PROTOCOL', 'liveness probe failed', { cause: err })));
+      this.#unwatchStalls = onStall(probe);
+    }
     const every = this.#options.keepAliveMs;
     if (every > 0) {
       this.#keepAlive = setInterval(() => {
