@@ -215,6 +215,8 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
   });
 
   await cluster.listen(proxy, intake.track);
+  // A start that fails from here on takes this node's record out at once: others would hop to it until its TTL.
+  opened.push(() => cluster.leave());
   await cluster.join();
   const publicServer = createPublicServer(
     { maxHeaderSize: options.maxHeaderSize, headersTimeoutMs: options.headersTimeoutMs },
