@@ -4,7 +4,7 @@
  */
 import type { Duplex, Readable } from 'node:stream';
 import { type RequestHead, encodeResponseHead } from '../shared/heads.js';
-import { HOP_BY_HOP } from '../shared/http.js';
+import { stopsHere } from '../shared/http.js';
 
 /** One request that arrived through the tunnel. */
 export interface TunnelRequest {
@@ -29,8 +29,7 @@ export interface TunnelHandler {
 export function writeResponseHead(stream: Duplex, status: number, reason: string, headers: readonly string[], keepUpgrade = false): void {
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
-    const lower = headers[i]!.toLowerCase();
-    if (!HOP_BY_HOP.has(lower) || (keepUpgrade && lower === 'upgrade')) out.push(headers[i]!, headers[i + 1]!);
+    if (!stopsHere(headers[i]!.toLowerCase(), keepUpgrade)) out.push(headers[i]!, headers[i + 1]!);
   }
   stream.write(encodeResponseHead({ status, reason, headers: out }));
 }

@@ -3,7 +3,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { collect, freePort, spawnNode, useCleanup } from '../harness/index.js';
-import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
+import { type RequestHead, decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
 import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { GROUP, connectClient, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
@@ -14,8 +14,8 @@ function dialNode(t: TestNode): Promise<QuicConnection> {
   return connectQuic({ alpn: [ALPN], host: '127.0.0.1', port: t.node.tunnelAddress.port, serverName: GROUP, ca: t.ca.cert });
 }
 
-/** A registered raw tunnel that answers every request with `answer`. */
-async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
+/** A registered raw tunnel that answers every request with `answer`, or with what `answer` makes of its head. */
+async function rawTunnel(t: TestNode, answer: string | ((request: RequestHead) => Buffer)): Promise<QuicConnection> {
   const conn = await dialNode(t);
   const control = await conn.openStream();
   control.on('error', () => {});
@@ -24,12 +24,16 @@ async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
   // Speaks the v2 request stream framing by hand: read the head, drain the body, answer.
   conn.on('stream', (s: QuicStream) => {
     s.on('error', () => {});
-    const reply = () =>
-      s.end(Buffer.concat([encodeResponseHead({ status: 200, reason: '', headers: ['content-length', String(answer.length)] }), Buffer.from(answer)]));
+    const reply = (request: RequestHead) =>
+      s.end(
+        typeof answer === 'string'
+          ? Buffer.concat([encodeResponseHead({ status: 200, reason: '', headers: ['content-length', String(answer.length)] }), Buffer.from(answer)])
+          : answer(request),
+      );
     readHead(
       s,
       decodeRequestHead,
-      () => s.resume().once('end', reply),
+      ({ head }) => s.resume().once('end', () => reply(head)),
       () => s.destroy(),
     );
   });
@@ -269,6 +273,28 @@ describe('bad input gets a clear error and harms nothing else', () => {
     await conn.close();
     await rawTunnel(t, 'fine');
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
+  });
+
+  it('answers 502 for a response whose framing a visitor could read two ways, or a 101 no upgrade asked for', async () => {
+    const t = await startTestNode();
+    const heads: Record<string, string[]> = {
+      '/two-lengths': ['content-length', '2', 'content-length', '20'],
+      '/hex-length': ['content-length', '0x2'],
+      '/signed-length': ['content-length', '+2'],
+      '/list-length': ['content-length', '2, 20'],
+    };
+    await rawTunnel(t, (request) => {
+      const status = request.target === '/switch' ? 101 : 200;
+      return Buffer.concat([encodeResponseHead({ status, reason: '', headers: heads[request.target] ?? [] }), Buffer.from('hi')]);
+    });
+    for (const path of [...Object.keys(heads), '/switch']) {
+      const res = await visit(t.node.httpAddress.port, path);
+      expect(`${path} ${res.status} ${res.body}`).toMatch(new RegExp(`^${path} 502 .*cannot be forwarded`));
+    }
+    // Repeats of one length are one length.
+    heads['/same-length'] = ['content-length', '2', 'Content-Length', '2'];
+    const res = await visit(t.node.httpAddress.port, '/same-length');
+    expect([res.status, res.headers['content-length'], res.body.toString()]).toEqual([200, '2', 'hi']);
   });
 
   it('refuses to start when its HTTP port is taken, and leaves nothing open behind', async () => {
