@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { onCleanup, randomStream, sha256, useCleanup } from '../test/harness/index.js';
-import { type RequestHead, type ResponseHead, decodeResponseHead, encodeRequestHead, readHead } from '../shared/heads.js';
+import { type RequestHead, type ResponseHead, decodeResponseHead, encodeRequestHead, encodeResponseHead, readHead } from '../shared/heads.js';
 import { createLogger, silentLogger } from '../shared/log.js';
 import { DEFAULT_LOG_BURST } from '../shared/log-limits.js';
 import type { Far } from './far.js';
@@ -180,5 +180,24 @@ describe('the hop', () => {
       expect(failed).toBeInstanceOf(HopRefusedError);
     }
     expect(lines.filter((l) => l.msg === 'hop connection refused: wrong cluster secret')).toHaveLength(DEFAULT_LOG_BURST);
+  });
+
+  it('does not reuse a connection whose far node sent more after "no tunnel here"', async () => {
+    // A far node out of step: after its "no tunnel" answer come the bytes of a response nobody asked for.
+    let requests = 0;
+    const server = net.createServer((socket) =>
+      socket.on('data', () => {
+        const answer = encodeResponseHead({ status: ++requests === 1 ? 200 : 201, reason: '', headers: [] });
+        const stale = Buffer.concat([Buffer.from([0x01]), answer, Buffer.alloc(4)]);
+        socket.write(requests === 1 ? Buffer.concat([Buffer.from([0x02]), stale]) : Buffer.concat([Buffer.from([0x01]), answer, Buffer.alloc(4)]));
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const hop = client();
+    const target = { id: 'far', address: `127.0.0.1:${(server.address() as net.AddressInfo).port}` };
+    expect(await exchange(await hop.open(target, 'g', head()), head()).catch((error: unknown) => error)).toBeInstanceOf(HopNoTunnelError);
+    expect((await exchange(await hop.open(target, 'g', head()), head())).head.status).toBe(201);
   });
 });
