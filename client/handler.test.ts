@@ -10,6 +10,7 @@ import { collect, randomStream, sha256, useCleanup } from '../test/harness/index
 import { GROUP } from '../test/e2e/helpers.js';
 import { postBodies, rawExchange, rawRequest, throughNode, watchStreams } from '../test/e2e/through-node.js';
 import { createLogger, type Logger } from '../shared/log.js';
+import { writeTextResponse } from './tunnel-request.js';
 
 useCleanup();
 
@@ -278,5 +279,23 @@ describe('Node request listener', () => {
     const [reply] = (await once(ws, 'message')) as [Buffer];
     expect(reply.toString()).toBe('echo hi');
     ws.close();
+  });
+});
+
+describe('tunnel handler', () => {
+  it('takes a handler that throws as a failed request: that stream is reset, the client serves on', async () => {
+    const capture = captureLogger();
+    const { url } = await throughNode(
+      {
+        serveTunnelRequest: ({ head, stream }) => {
+          if (head.target === '/throw') throw new Error('handler bug');
+          writeTextResponse(stream, 200, 'fine');
+        },
+      },
+      { logger: capture.logger },
+    );
+    expect((await get(`${url}/throw`)).status).toBe(502);
+    expect(await (await get(`${url}/next`)).text()).toBe('fine\n');
+    expect(capture.lines()).toContainEqual(expect.objectContaining({ level: 'error', msg: 'the request handler threw' }));
   });
 });
