@@ -85,13 +85,12 @@ describe('forwarding to a local origin', () => {
 
   it('lets go of the origin request when the visitor leaves mid-response', async () => {
     let originClosedEarly: Promise<boolean> | undefined;
-    let written = 0;
     const origin = await startHttpServer((_req, res) => {
       originClosedEarly = new Promise((resolve) => res.once('close', () => resolve(!res.writableFinished)));
       // An endless download: only the visitor leaving can end it.
       const chunk = Buffer.alloc(64 << 10);
       const pump = () => {
-        while (!res.destroyed && res.write(chunk)) written += chunk.length;
+        while (!res.destroyed && res.write(chunk));
       };
       res.on('drain', pump);
       pump();
@@ -107,10 +106,8 @@ describe('forwarding to a local origin', () => {
       }),
     );
     visitor.resetAndDestroy();
+    // The origin's response closed before it ended: it can write no more.
     expect(await originClosedEarly).toBe(true);
-    const after = written;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(written).toBe(after);
   });
 
   it('lets go of the origin request when the visitor leaves before the response began', async () => {

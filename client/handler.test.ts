@@ -137,14 +137,12 @@ describe('fetch handler', () => {
   });
 
   it('stops pulling the response body and aborts request.signal when the visitor leaves', async () => {
-    let pulls = 0;
     let cancelled = false;
     let signalAborted: Promise<void> | undefined;
     const { port } = await throughNode((request: Request) => {
       signalAborted = new Promise((resolve) => request.signal.addEventListener('abort', () => resolve()));
       const body = new ReadableStream<Uint8Array>({
         pull(controller) {
-          pulls++;
           controller.enqueue(new Uint8Array(64 << 10));
         },
         cancel() {
@@ -164,10 +162,8 @@ describe('fetch handler', () => {
     );
     socket.destroy();
     await signalAborted;
+    // A cancelled stream is pulled no more (WHATWG streams): the cancel is the event to wait for.
     await expect.poll(() => cancelled).toBe(true);
-    const after = pulls;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(pulls).toBe(after);
   });
 
   it('applies backpressure: a visitor that does not read holds the body back', async () => {
