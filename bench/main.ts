@@ -53,7 +53,15 @@ function say(text: string): void {
 
 async function stopReverst(setups: Setup[]): Promise<void> {
   // SIGTERM, so that --cpu-prof writes its profile; the harness's SIGKILL cleanup follows anyway.
-  await Promise.all(setups.flatMap((s) => s.reverst.map((p) => Promise.race([p.kill('SIGTERM'), new Promise((r) => setTimeout(r, 10_000))]))));
+  await Promise.all(
+    setups.flatMap((s) =>
+      s.reverst.map(async (p) => {
+        const timer = setTimeout(() => void p.kill('SIGKILL'), 10_000);
+        await p.kill('SIGTERM');
+        clearTimeout(timer);
+      }),
+    ),
+  );
 }
 
 async function run(o: BenchOptions): Promise<void> {
