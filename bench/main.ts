@@ -129,11 +129,11 @@ async function run(o: BenchOptions): Promise<void> {
     const fresh = { serverName: GROUP, groupsPath, tls };
     if (o.scenarios.has('memory')) {
       say(`  memory: idle node, then ${o.idleTunnels} idle tunnels`);
-      results.memory = await memoryRun({ ...fresh, name: 'idle', nodeArgs: profileArgs(profileDir, 'idle-node') }, o);
+      results.memory = await memoryRun({ ...fresh, name: 'idle', nodeArgs: profileArgs(profileDir, 'idle-node') }, o, profileDir);
     }
     if (o.scenarios.has('storm')) {
       say(`  storm: ${o.stormTunnels} tunnels dialling one node at once`);
-      results.storm = await stormRun({ ...fresh, name: 'storm', nodeArgs: profileArgs(profileDir, 'storm-node') }, o);
+      results.storm = await stormRun({ ...fresh, name: 'storm', nodeArgs: profileArgs(profileDir, 'storm-node') }, o, profileDir);
     }
   } finally {
     await stopReverst(setups);

@@ -3,7 +3,9 @@
 import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnNode } from '../test/harness/processes.js';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { spawnProcess } from '../test/harness/processes.js';
 import type { Transfer } from './bulk.js';
 import { command } from './http-probe.js';
 import type { LoadGenerator, LoadResult } from './load.js';
@@ -121,7 +123,7 @@ interface Swarm {
   stop(): Promise<void>;
 }
 
-async function startSwarm(node: ReverstNode, caPath: string, count: number, deadlineMs: number): Promise<Swarm> {
+async function startSwarm(node: ReverstNode, caPath: string, count: number, deadlineMs: number, profile?: string): Promise<Swarm> {
   const spec: SwarmSpec = {
     count,
     address: `127.0.0.1:${node.quicPort}`,
@@ -131,7 +133,19 @@ async function startSwarm(node: ReverstNode, caPath: string, count: number, dead
     deadlineMs,
     distDir: path.join(ROOT, 'dist'),
   };
-  const proc = spawnNode(new URL('./swarm.ts', import.meta.url).pathname, [JSON.stringify(spec)], { name: `swarm of ${count}` });
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const proc = spawnProcess(
+    process.execPath,
+    [
+      // Its own directory: the main thread and tsx's loader thread each write a profile.
+      ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []),
+      '--import',
+      tsx,
+      new URL('./swarm.ts', import.meta.url).pathname,
+      JSON.stringify(spec),
+    ],
+    { name: `swarm of ${count}` },
+  );
   const loaded = JSON.parse(await proc.waitForLine((l) => l.startsWith('{"event":"loaded"'), 20_000)) as { port: number; pid: number; rss: number };
   return {
     ...loaded,
@@ -165,12 +179,12 @@ export interface MemoryResult {
   clientBytesPerTunnel: number;
 }
 
-export async function memoryRun(spec: NodeSpec, o: BenchOptions): Promise<MemoryResult> {
+export async function memoryRun(spec: NodeSpec, o: BenchOptions, profileDir?: string): Promise<MemoryResult> {
   const node = await startNode(spec);
   try {
     await sleep(SETTLE_MS);
     const idle = rssBytes(node.proc.child.pid);
-    const swarm = await startSwarm(node, spec.tls.caPath, o.idleTunnels, 120_000);
+    const swarm = await startSwarm(node, spec.tls.caPath, o.idleTunnels, 120_000, profileDir && path.join(profileDir, 'idle-swarm'));
     try {
       const dialed = await command<Dialed>(swarm.port, '/dial', 130_000);
       await sleep(SETTLE_MS);
@@ -205,6 +219,8 @@ export interface StormResult {
   errors: Record<string, number>;
   nodeCount: number;
   closed: number;
+  /** How long the clients' close() took. */
+  closeMs: number;
   /** From the clients' close() to the node no longer counting them. */
   freedMs?: number | undefined;
   nodeRss?: number | undefined;
@@ -213,15 +229,15 @@ export interface StormResult {
 const STORM_DEADLINE_MS = 60_000;
 const FREE_LIMIT_MS = 40_000;
 
-export async function stormRun(spec: NodeSpec, o: BenchOptions): Promise<StormResult> {
+export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: string): Promise<StormResult> {
   const node = await startNode(spec);
   try {
-    const swarm = await startSwarm(node, spec.tls.caPath, o.stormTunnels, STORM_DEADLINE_MS);
+    const swarm = await startSwarm(node, spec.tls.caPath, o.stormTunnels, STORM_DEADLINE_MS, profileDir && path.join(profileDir, 'storm-swarm'));
     try {
       const dialed = await command<Dialed>(swarm.port, '/dial', STORM_DEADLINE_MS + 10_000);
       const nodeCount = await activeTunnels(node, GROUP);
       const nodeRss = rssBytes(node.proc.child.pid);
-      const closed = await command<{ count: number; at: number }>(swarm.port, `/close?n=${o.stormCloses}`, 30_000);
+      const closed = await command<{ count: number; at: number; ms: number }>(swarm.port, `/close?n=${o.stormCloses}`, 30_000);
       let freedMs: number | undefined;
       while (Date.now() - closed.at < FREE_LIMIT_MS) {
         if ((await activeTunnels(node, GROUP)) <= nodeCount - closed.count) {
@@ -240,6 +256,7 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions): Promise<StormRe
         errors: dialed.errors,
         nodeCount,
         closed: closed.count,
+        closeMs: closed.ms,
         freedMs,
         nodeRss,
       };
