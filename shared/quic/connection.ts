@@ -294,9 +294,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     // no later event to retry on: a writer left blocked now could wait forever.
     if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
 
-    // A handshake the peer refused is over once it says so; an established connection
-    // keeps delivering what had arrived before the peer's close until quiche is done.
-    if (native.isClosed() || (!this.#established && native.isDraining())) this.#finalize();
+    // Once the peer has closed, nothing more can come or go: quiche would keep the connection
+    // draining for three probe timeouts (seconds on a busy node), and with it the peer's place
+    // in every count. What arrived before the close has been handed to the streams above.
+    if (native.isClosed() || (native.isDraining() && (!this.#established || native.peerError() !== null))) this.#finalize();
     else this.#armTimer();
   };
 
@@ -572,7 +573,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (this.#liveness) clearTimeout(this.#liveness);
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);
-    for (const s of [...this.#streams.values()]) s.destroy(err);
+    for (const s of [...this.#streams.values()]) s.connectionEnded(err);
     this.#streams.clear();
     this.#writers.clear();
     this.#readers.clear();

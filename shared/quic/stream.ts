@@ -261,6 +261,20 @@ export class QuicStream extends Duplex {
   }
 
   /**
+   * The connection is gone. A stream that had received everything keeps it for its reader
+   * (the peer may close right behind its last bytes) and is destroyed once that is read;
+   * any other ends with `err`.
+   */
+  connectionEnded(err: Error): void {
+    if (this.destroyed) return;
+    if (!this.#readDone || this.readableEnded) return void this.destroy(err);
+    this.#finSent = true; // nothing of ours can reach the peer now: fail writes, reset nothing
+    this.#queue = [];
+    this.#queued = 0;
+    this.once('end', () => this.destroy());
+  }
+
+  /**
    * quiche tells of the peer's STOP_SENDING only through our next write, and
    * forgets a reset that arrives after our reading finished. A stream with
    * nothing to write (a long poll, a slow handler) would never learn that the
