@@ -33,6 +33,14 @@ const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
 const SLAB_SIZE = 256 << 10;
+/**
+ * A packet that needs only an acknowledgement waits this long for data to ride with: a request's
+ * answer usually follows within it, and every packet saved is a send, a receive and a wake-up of
+ * the peer. Far inside the 25 ms the peer allows for acknowledgements (max_ack_delay).
+ */
+const ACK_DELAY_MS = 2;
+/** Acknowledge at once after this many datagrams, as RFC 9000 §13.2.2 advises, so a sender is never held back. */
+const ACK_EVERY = 2;
 /** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
 const LATE_CHECK_MS = 250;
 /** How often streams with nothing to write ask quiche whether the peer abandoned them (see QuicStream#checkAbandoned). */
@@ -79,6 +87,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #reserved = 0;
 
   #scheduled = false;
+  // What the next flush is for: datagrams to acknowledge, and whether anything else waits to go out.
+  #unacked = 0;
+  #mustFlush = false;
+  #ackDue = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDeadline = 0;
   #keepAlive: NodeJS.Timeout | undefined;
@@ -209,6 +221,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       this.native.recv(data, { from, to: this.localAddress });
       // Only a packet quiche took counts as hearing from the peer: not garbage or spoofs.
       this.#lastHeard = performance.now();
+      this.#unacked++;
     } catch {
       // A packet quiche rejects (undecryptable, stale) is dropped; fatal errors surface as isClosed().
     }
@@ -230,6 +243,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   // --- StreamHost ----------------------------------------------------------
+
+  handedOver(): void {
+    this.#mustFlush = true;
+  }
 
   wantWrite(stream: QuicStream): void {
     this.#writers.add(stream);
@@ -289,10 +306,14 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
     while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
 
-    this.#flush();
-    // Sending can free capacity (quiche recomputes it while it builds packets) with
-    // no later event to retry on: a writer left blocked now could wait forever.
-    if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
+    if (this.#ackMayWait()) {
+      this.#ackDue ||= performance.now() + ACK_DELAY_MS;
+    } else {
+      this.#flush();
+      // Sending can free capacity (quiche recomputes it while it builds packets) with
+      // no later event to retry on: a writer left blocked now could wait forever.
+      if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
+    }
 
     // Once the peer has closed, nothing more can come or go: quiche would keep the connection
     // draining for three probe timeouts (seconds on a busy node), and with it the peer's place
@@ -301,7 +322,21 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     else this.#armTimer();
   };
 
+  /**
+   * Nothing but an acknowledgement of one datagram would go out now: hold it back so it rides
+   * with the data that usually follows (writes made while this turn delivered reads go out on
+   * the next turn), until ACK_DELAY_MS has passed. Only an established connection with nothing
+   * of its own to send waits.
+   */
+  #ackMayWait(): boolean {
+    if (this.#mustFlush || !this.#established || this.#closing || this.#unacked === 0 || this.#unacked >= ACK_EVERY) return false;
+    return this.#ackDue === 0 || performance.now() < this.#ackDue;
+  }
+
   #flush(): void {
+    this.#unacked = 0;
+    this.#mustFlush = false;
+    this.#ackDue = 0;
     const native = this.native;
     const max = this.#options.maxUdpPayload;
     for (let i = 0; i < MAX_PACKETS_PER_TURN; i++) {
@@ -355,8 +390,9 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   #armTimer(): void {
-    const ms = this.native.timeout();
-    if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(ms);
+    const quicheMs = this.native.timeout();
+    if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(quicheMs);
+    const ms = this.#ackDue === 0 ? quicheMs : Math.max(0, Math.min(quicheMs ?? Infinity, this.#ackDue - performance.now()));
     if (ms === null) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -373,7 +409,9 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#final) return;
+    // Early for quiche when it fired for a held-back acknowledgement: then it does nothing.
     this.native.onTimeout();
+    this.#mustFlush = true;
     this.#turn();
   };
 
@@ -457,6 +495,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       this.#keepAlive = setInterval(() => {
         if (this.#final || this.#closing) return;
         this.native.sendAckEliciting();
+        this.#mustFlush = true;
         this.schedule();
       }, every);
       this.#keepAlive.unref();
@@ -517,6 +556,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   #shutdown(id: number, direction: number, code: number): void {
+    this.#mustFlush = true;
     try {
       this.native.streamShutdown(id, direction, code);
     } catch {
@@ -535,6 +575,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     } catch {
       // Already closing (quiche says Done).
     }
+    this.#mustFlush = true;
     this.#turn();
     // quiche drains for 3 PTO after CONNECTION_CLOSE; cap the wait whatever the PTO.
     if (!this.#final) setTimeout(() => this.#finalize(), CLOSE_DRAIN_LIMIT_MS).unref();

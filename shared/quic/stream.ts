@@ -19,6 +19,8 @@ export interface StreamHost {
   wantRead(stream: QuicStream): void;
   /** First bytes (or FIN) accepted by quiche: the stream now exists on the wire. */
   streamCreated(stream: QuicStream): void;
+  /** quiche took bytes or a FIN from a stream: they are to be sent, not held back. */
+  handedOver(): void;
   /** The stream is gone; reset whichever directions did not finish. */
   streamClosed(stream: QuicStream, unfinished: { read: boolean; write: boolean }, code: number): void;
 }
@@ -234,6 +236,7 @@ export class QuicStream extends Duplex {
   }
 
   #markCreated(): void {
+    this.#host.handedOver();
     if (this.#created) return;
     this.#created = true;
     this.#host.streamCreated(this);
