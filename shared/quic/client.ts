@@ -4,7 +4,8 @@ import { buildConfig } from './config.js';
 import { QuicConnection, type HostPort } from './connection.js';
 import { QuicConnectTimeoutError, QuicConnectionRefusedError, QuicClosedError } from './errors.js';
 import { quiche } from './native.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, udpPayloadFor, type QuicTransportOverrides, type TlsOptions } from './options.js';
+import { SEND_SLAB_SIZE, SendSlab } from './send-slab.js';
 import { bindUdp } from './socket.js';
 
 export interface QuicConnectOptions extends QuicTransportOverrides, TlsOptions {
@@ -24,8 +25,9 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
   const options = parseQuicOptions(opts);
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const target = `${opts.host}:${opts.port}`;
-  const config = buildConfig(options, opts, false);
   const { address, family } = await lookup(opts.host);
+  const sendPayload = udpPayloadFor(options, address);
+  const config = buildConfig(options, opts, false, sendPayload);
   const socket = await bindUdp(family === 6 ? '::' : '0.0.0.0', 0, options.socketBuffer);
   const remote: HostPort = { host: address, port: opts.port };
   let local: HostPort;
@@ -51,7 +53,9 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     options,
     remote,
     local,
+    sendPayload,
     sink: {
+      slab: new SendSlab(SEND_SLAB_SIZE),
       // The socket is connected: no per-packet address (and no lookup).
       sendPacket: (buf, offset, length) => socket.send(buf, offset, length),
       release: () => socket.close(),

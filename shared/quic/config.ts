@@ -3,8 +3,12 @@ import type { QuicTransportOptions, TlsOptions } from './options.js';
 
 const toBytes = (pem: string | Buffer): Uint8Array => (typeof pem === 'string' ? Buffer.from(pem) : pem);
 
-/** Builds quiche's Config once per endpoint; connections share it. */
-export function buildConfig(o: QuicTransportOptions, tls: TlsOptions, isServer: boolean): Config {
+/**
+ * Builds quiche's Config once per endpoint and packet size; connections share it. `sendPayload`
+ * is the largest UDP payload this side sends (see udpPayloadFor); any peer may send us up to the
+ * loopback size, which only a peer on this machine does.
+ */
+export function buildConfig(o: QuicTransportOptions, tls: TlsOptions, isServer: boolean, sendPayload = o.maxUdpPayload): Config {
   const verifyPeer = tls.verifyPeer ?? !isServer;
   const config = quiche.Config.withBoringSslCtx(
     verifyPeer,
@@ -17,8 +21,8 @@ export function buildConfig(o: QuicTransportOptions, tls: TlsOptions, isServer: 
   // Without ALPN quiche fails the first send() with TlsFail.
   config.setApplicationProtos(o.alpn);
   config.setMaxIdleTimeout(o.idleTimeoutMs);
-  config.setMaxRecvUdpPayloadSize(o.maxUdpPayload);
-  config.setMaxSendUdpPayloadSize(o.maxUdpPayload);
+  config.setMaxRecvUdpPayloadSize(o.loopbackUdpPayload);
+  config.setMaxSendUdpPayloadSize(sendPayload);
   config.setInitialMaxData(o.connectionWindow);
   config.setInitialMaxStreamDataBidiLocal(o.streamWindow);
   config.setInitialMaxStreamDataBidiRemote(o.streamWindow);

@@ -12,6 +12,7 @@ import {
 } from './errors.js';
 import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnectionError, type Stats } from './native.js';
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
+import type { SendSlab } from './send-slab.js';
 import { QuicStream, type StreamHost } from './stream.js';
 
 export interface HostPort {
@@ -21,6 +22,8 @@ export interface HostPort {
 
 /** Where a connection's packets go: one shared server socket, or a client's own. */
 export interface PacketSink {
+  /** Memory to build packets in, one per socket. */
+  readonly slab: SendSlab;
   sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void;
   /** The connection has ended; forget it (and close a client's socket). */
   release(conn: QuicConnection): void;
@@ -32,7 +35,6 @@ const ACK_WAIT_LIMIT_MS = 1_000;
 const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
-const SLAB_SIZE = 256 << 10;
 /**
  * A packet that needs only an acknowledgement waits this long for data to ride with: a request's
  * answer usually follows within it, and every packet saved is a send, a receive and a wake-up of
@@ -75,6 +77,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   readonly #options: QuicTransportOptions;
   readonly #sink: PacketSink;
+  /** Largest UDP payload we send: larger to a peer on this machine. */
+  readonly #sendPayload: number;
   readonly #streams = new Map<number, QuicStream>();
   readonly #writers = new Set<QuicStream>();
   readonly #readers = new Set<QuicStream>();
@@ -102,8 +106,6 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #closeSent = false;
   #liveness: NodeJS.Timeout | undefined;
   #livenessDue = 0;
-  #slab = Buffer.allocUnsafe(SLAB_SIZE);
-  #slabOffset = 0;
 
   #established = false;
   #closing = false;
@@ -112,12 +114,16 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #closeRequest: { code: number; reason: string } | undefined;
   #resolveClosed!: (info: QuicCloseInfo) => void;
 
-  constructor(native: NativeConnection, init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort }) {
+  constructor(
+    native: NativeConnection,
+    init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort; sendPayload: number },
+  ) {
     super();
     this.native = native;
     this.isServer = init.isServer;
     this.#options = init.options;
     this.#sink = init.sink;
+    this.#sendPayload = init.sendPayload;
     this.remoteAddress = init.remote;
     this.localAddress = init.local;
     // Bidi stream ids: client-opened 0, 4, 8…; server-opened 1, 5, 9…
@@ -338,24 +344,20 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#mustFlush = false;
     this.#ackDue = 0;
     const native = this.native;
-    const max = this.#options.maxUdpPayload;
+    const slab = this.#sink.slab;
     for (let i = 0; i < MAX_PACKETS_PER_TURN; i++) {
-      if (SLAB_SIZE - this.#slabOffset < max) {
-        // The socket may still hold the old slab's packets: start a new one.
-        this.#slab = Buffer.allocUnsafe(SLAB_SIZE);
-        this.#slabOffset = 0;
-      }
+      const room = slab.room(this.#sendPayload);
       let r: [number, unknown] | null;
       try {
-        r = native.send(this.#slab.subarray(this.#slabOffset, this.#slabOffset + max));
+        r = native.send(room);
       } catch {
         // quiche closes the connection on fatal send errors; isClosed() reports it.
         return;
       }
       if (r === null) return;
       const len = r[0];
-      this.#sink.sendPacket(this.#slab, this.#slabOffset, len, this.remoteAddress);
-      this.#slabOffset += len;
+      slab.used(len);
+      this.#sink.sendPacket(room, 0, len, this.remoteAddress);
     }
     // More to send: yield so reads (acks) get their turn, then continue.
     this.schedule();

@@ -5,8 +5,9 @@ import { buildConfig } from './config.js';
 import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
 import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
-import { parseQuicOptions, type QuicTransportOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
+import { isLoopback, parseQuicOptions, type QuicTransportOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
 import { RetryTokens } from './retry-token.js';
+import { SEND_SLAB_SIZE, SendSlab } from './send-slab.js';
 import { bindUdp } from './socket.js';
 
 /** Length of the connection ids we issue; short-header packets are routed by it. */
@@ -40,8 +41,11 @@ export interface QuicServerOptions extends QuicTransportOverrides, TlsOptions {
  * connection id. Emits 'connection' once a handshake completes.
  */
 export class QuicServer extends EventEmitter implements PacketSink {
+  readonly slab = new SendSlab(SEND_SLAB_SIZE);
   readonly #socket: dgram.Socket;
+  /** For peers across a network, and for peers on this machine (larger packets). */
   readonly #config: Config;
+  readonly #loopbackConfig: Config;
   readonly #options: QuicTransportOptions;
   readonly #local: HostPort;
   readonly #routes = new Map<string, QuicConnection>();
@@ -52,10 +56,11 @@ export class QuicServer extends EventEmitter implements PacketSink {
   #closing = false;
   #pending = 0;
 
-  private constructor(socket: dgram.Socket, config: Config, options: QuicTransportOptions, retryAbove: number) {
+  private constructor(socket: dgram.Socket, configs: { network: Config; loopback: Config }, options: QuicTransportOptions, retryAbove: number) {
     super();
     this.#socket = socket;
-    this.#config = config;
+    this.#config = configs.network;
+    this.#loopbackConfig = configs.loopback;
     this.#options = options;
     this.#retryAbove = retryAbove;
     const a = socket.address();
@@ -70,9 +75,12 @@ export class QuicServer extends EventEmitter implements PacketSink {
     const options = parseQuicOptions(opts);
     const retryAbove = opts.retryAbovePending ?? DEFAULT_RETRY_ABOVE_PENDING;
     if (!Number.isInteger(retryAbove) || retryAbove < 0) throw new TypeError(`retryAbovePending: expected a non-negative integer, got ${String(retryAbove)}`);
-    const config = buildConfig(options, opts, true);
+    const configs = {
+      network: buildConfig(options, opts, true, options.maxUdpPayload),
+      loopback: buildConfig(options, opts, true, options.loopbackUdpPayload),
+    };
     const socket = await bindUdp(opts.host ?? '127.0.0.1', opts.port ?? 0, options.socketBuffer);
-    return new QuicServer(socket, config, options, retryAbove);
+    return new QuicServer(socket, configs, options, retryAbove);
   }
 
   address(): HostPort {
@@ -146,13 +154,21 @@ export class QuicServer extends EventEmitter implements PacketSink {
     }
     if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
     const scid = odcid ? Buffer.from(header.dcid) : randomBytes(CID_LEN);
+    const onThisMachine = isLoopback(remote.host);
     let native;
     try {
-      native = quiche.Connection.accept(scid, odcid, this.#local, remote, this.#config);
+      native = quiche.Connection.accept(scid, odcid, this.#local, remote, onThisMachine ? this.#loopbackConfig : this.#config);
     } catch {
       return undefined; // quiche refused the Initial: nothing to keep
     }
-    const conn = new QuicConnection(native, { isServer: true, options: this.#options, sink: this, remote, local: this.#local });
+    const conn = new QuicConnection(native, {
+      isServer: true,
+      options: this.#options,
+      sink: this,
+      remote,
+      local: this.#local,
+      sendPayload: onThisMachine ? this.#options.loopbackUdpPayload : this.#options.maxUdpPayload,
+    });
     // Initials keep arriving on the client's chosen id; later packets use ours (after a Retry, one and the same).
     const keys = odcid ? [key] : [key, scid.toString('latin1')];
     for (const k of keys) this.#routes.set(k, conn);
