@@ -28,6 +28,33 @@ export function rssBytes(pid: number | undefined): number | undefined {
   }
 }
 
+/** UDP datagrams dropped for want of receive-buffer space, machine-wide (undefined off Linux). */
+export function udpReceiveBufferErrors(): number | undefined {
+  try {
+    const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('Udp:'))
+      .map((line) => line.trim().split(/\s+/));
+    const i = names?.indexOf('RcvbufErrors') ?? -1;
+    return i > 0 && values ? Number(values[i]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Datagrams the kernel dropped on the UDP socket bound to 127.0.0.1:`port` (its own count, from /proc/net/udp). */
+export function udpSocketDrops(port: number): number | undefined {
+  try {
+    const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    const line = readFileSync('/proc/net/udp', 'utf8')
+      .split('\n')
+      .find((l) => l.trim().split(/\s+/)[1] === local);
+    return line ? Number(line.trim().split(/\s+/).at(-1)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU seconds of several processes at one moment, by name. */
 export type CpuSnapshot = Record<string, number | undefined>;
 

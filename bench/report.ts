@@ -224,7 +224,7 @@ export function memoryLines(r: Results): string[] {
     lines.push(
       `storm: ${count(s.tunnels)} tunnels dialled one node at once: ${count(s.registered)} registered in ${fixed(s.seconds)} s, ` +
         `${count(s.retries)} retries (${count(s.tunnelsRetried)} tunnels), ${count(s.gaveUp)} never registered; node counted ${count(s.nodeCount)}; ` +
-        `node RSS ${fixed((s.nodeRss ?? NaN) / MiB)} MiB; ${s.closed} closed by their clients left the node's count in ${s.freedMs === undefined ? '> 40 s' : `${ms(s.freedMs)} ms`}`,
+        `${count(s.udpReceiveBufferDrops)} datagrams dropped by full socket buffers (${count(s.nodeSocketDrops)} at the node); node RSS ${fixed((s.nodeRss ?? NaN) / MiB)} MiB; ${s.closed} closed by their clients left the node's count in ${s.freedMs === undefined ? '> 40 s' : `${ms(s.freedMs)} ms`}`,
     );
     if (errors.length > 0) lines.push(`storm: retry causes: ${errors.join('; ')}`);
   }

@@ -11,7 +11,7 @@ import { command } from './http-probe.js';
 import type { LoadGenerator, LoadResult } from './load.js';
 import { ORIGIN_PATHS } from './nginx.js';
 import type { BenchOptions } from './options.js';
-import { cpuSince, cpuSnapshot, rssBytes, sampleRss, type CpuSnapshot } from './procfs.js';
+import { cpuSince, cpuSnapshot, rssBytes, sampleRss, udpReceiveBufferErrors, udpSocketDrops, type CpuSnapshot } from './procfs.js';
 import { activeTunnels, ROOT, startNode, type NodeSpec, type ReverstNode } from './reverst.js';
 import { GROUP, LARGE_BYTES, UPLOAD_BYTES, type Setup, type Site } from './setups.js';
 import type { SwarmSpec } from './swarm.js';
@@ -218,6 +218,10 @@ export interface StormResult {
   gaveUp: number;
   errors: Record<string, number>;
   nodeCount: number;
+  /** Datagrams the kernel dropped for want of socket receive buffer while they dialled (machine-wide). */
+  udpReceiveBufferDrops?: number | undefined;
+  /** Of those, dropped on the node's own socket. */
+  nodeSocketDrops?: number | undefined;
   closed: number;
   /** How long the clients' close() took. */
   closeMs: number;
@@ -234,18 +238,25 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
   try {
     const swarm = await startSwarm(node, spec.tls.caPath, o.stormTunnels, STORM_DEADLINE_MS, profileDir && path.join(profileDir, 'storm-swarm'));
     try {
+      const dropsBefore = udpReceiveBufferErrors();
       const dialed = await command<Dialed>(swarm.port, '/dial', STORM_DEADLINE_MS + 10_000);
+      const dropsAfter = udpReceiveBufferErrors();
+      const nodeDrops = udpSocketDrops(node.quicPort);
       const nodeCount = await activeTunnels(node, GROUP);
       const nodeRss = rssBytes(node.proc.child.pid);
-      const closed = await command<{ count: number; at: number; ms: number }>(swarm.port, `/close?n=${o.stormCloses}`, 30_000);
-      let freedMs: number | undefined;
-      while (Date.now() - closed.at < FREE_LIMIT_MS) {
-        if ((await activeTunnels(node, GROUP)) <= nodeCount - closed.count) {
-          freedMs = Date.now() - closed.at;
+      // Watched while the clients close: their close() returns only after their own closing period.
+      const closing = command<{ count: number; at: number; ms: number }>(swarm.port, `/close?n=${o.stormCloses}`, 30_000);
+      const asked = Date.now();
+      let freedAt: number | undefined;
+      while (Date.now() - asked < FREE_LIMIT_MS) {
+        if ((await activeTunnels(node, GROUP)) <= nodeCount - o.stormCloses) {
+          freedAt = Date.now();
           break;
         }
-        await sleep(20);
+        await sleep(10);
       }
+      const closed = await closing;
+      const freedMs = freedAt === undefined ? undefined : freedAt - closed.at;
       return {
         tunnels: o.stormTunnels,
         registered: dialed.registered,
@@ -255,6 +266,8 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
         gaveUp: o.stormTunnels - dialed.registered,
         errors: dialed.errors,
         nodeCount,
+        udpReceiveBufferDrops: dropsBefore === undefined || dropsAfter === undefined ? undefined : dropsAfter - dropsBefore,
+        nodeSocketDrops: nodeDrops,
         closed: closed.count,
         closeMs: closed.ms,
         freedMs,

@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { buildConfig } from './config.js';
+import { clientConfig } from './config.js';
 import { QuicConnection, type HostPort } from './connection.js';
 import { QuicConnectTimeoutError, QuicConnectionRefusedError, QuicClosedError } from './errors.js';
 import { quiche } from './native.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, udpPayloadFor, type QuicTransportOverrides, type TlsOptions } from './options.js';
-import { SEND_SLAB_SIZE, SendSlab } from './send-slab.js';
+import { randomId } from './buffers.js';
 import { bindUdp } from './socket.js';
 
 export interface QuicConnectOptions extends QuicTransportOverrides, TlsOptions {
@@ -27,7 +26,7 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
   const target = `${opts.host}:${opts.port}`;
   const { address, family } = await lookup(opts.host);
   const sendPayload = udpPayloadFor(options, address);
-  const config = buildConfig(options, opts, false, sendPayload);
+  const config = clientConfig(options, opts, sendPayload);
   const socket = await bindUdp(family === 6 ? '::' : '0.0.0.0', 0, options.socketBuffer);
   const remote: HostPort = { host: address, port: opts.port };
   let local: HostPort;
@@ -42,7 +41,7 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     });
     const a = socket.address();
     local = { host: a.address, port: a.port };
-    native = quiche.Connection.connect(opts.serverName ?? opts.host, randomBytes(20), local, remote, config);
+    native = quiche.Connection.connect(opts.serverName ?? opts.host, randomId(20), local, remote, config);
   } catch (err) {
     // Reconnect loops call this again and again: never leave the socket behind.
     socket.close();
@@ -55,7 +54,6 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     local,
     sendPayload,
     sink: {
-      slab: new SendSlab(SEND_SLAB_SIZE),
       // The socket is connected: no per-packet address (and no lookup).
       sendPacket: (buf, offset, length) => socket.send(buf, offset, length),
       release: () => socket.close(),

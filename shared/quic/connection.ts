@@ -12,7 +12,7 @@ import {
 } from './errors.js';
 import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnectionError, type Stats } from './native.js';
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
-import type { SendSlab } from './send-slab.js';
+import { sendSlab } from './buffers.js';
 import { QuicStream, type StreamHost } from './stream.js';
 
 export interface HostPort {
@@ -22,8 +22,6 @@ export interface HostPort {
 
 /** Where a connection's packets go: one shared server socket, or a client's own. */
 export interface PacketSink {
-  /** Memory to build packets in, one per socket. */
-  readonly slab: SendSlab;
   sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void;
   /** The connection has ended; forget it (and close a client's socket). */
   release(conn: QuicConnection): void;
@@ -344,7 +342,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#mustFlush = false;
     this.#ackDue = 0;
     const native = this.native;
-    const slab = this.#sink.slab;
+    const slab = sendSlab;
     for (let i = 0; i < MAX_PACKETS_PER_TURN; i++) {
       const room = slab.room(this.#sendPayload);
       let r: [number, unknown] | null;

@@ -1,13 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { buildConfig } from './config.js';
 import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
 import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
 import { isLoopback, parseQuicOptions, type QuicTransportOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
 import { RetryTokens } from './retry-token.js';
-import { SEND_SLAB_SIZE, SendSlab } from './send-slab.js';
+import { randomId } from './buffers.js';
 import { bindUdp } from './socket.js';
 
 /** Length of the connection ids we issue; short-header packets are routed by it. */
@@ -27,6 +27,21 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  * (every tunnel of a restarted node dialling back at once) still gets in.
  */
 export const DEFAULT_RETRY_ABOVE_PENDING = 256;
+/**
+ * Datagrams that may open a connection wait here for their turn instead of being handled as
+ * they are read: each costs a TLS handshake step, and a burst of thousands (every tunnel of a
+ * restarted node dialling back) handled inline overflows the socket's receive buffer, so most
+ * are dropped and their clients back off for seconds. Beyond this many, new ones are dropped.
+ */
+const MAX_QUEUED_OPENINGS = 16_384;
+/** Handshake work per loop turn before the socket is read again. */
+const OPENING_BUDGET_MS = 0.5;
+
+interface Opening {
+  msg: Buffer;
+  rinfo: dgram.RemoteInfo;
+  key: string;
+}
 
 export interface QuicServerOptions extends QuicTransportOverrides, TlsOptions {
   alpn: string[];
@@ -41,7 +56,6 @@ export interface QuicServerOptions extends QuicTransportOverrides, TlsOptions {
  * connection id. Emits 'connection' once a handshake completes.
  */
 export class QuicServer extends EventEmitter implements PacketSink {
-  readonly slab = new SendSlab(SEND_SLAB_SIZE);
   readonly #socket: dgram.Socket;
   /** For peers across a network, and for peers on this machine (larger packets). */
   readonly #config: Config;
@@ -55,6 +69,12 @@ export class QuicServer extends EventEmitter implements PacketSink {
   readonly #retryAbove: number;
   #closing = false;
   #pending = 0;
+  // Openings waiting (a queue read from #openingsHead), and their routing keys, so a client's
+  // retransmissions of an Initial still waiting are not queued again.
+  #openings: (Opening | undefined)[] = [];
+  #openingsHead = 0;
+  readonly #queuedKeys = new Set<string>();
+  #openingsScheduled = false;
 
   private constructor(socket: dgram.Socket, configs: { network: Config; loopback: Config }, options: QuicTransportOptions, retryAbove: number) {
     super();
@@ -99,6 +119,9 @@ export class QuicServer extends EventEmitter implements PacketSink {
   /** Stop accepting, close every connection (after `graceMs` for open streams), then the socket. */
   async close(options: CloseOptions = {}): Promise<void> {
     this.#closing = true;
+    this.#openings = [];
+    this.#openingsHead = 0;
+    this.#queuedKeys.clear();
     await Promise.all(
       [...this.#connections].map((c) => {
         // Failed or half-done handshakes, and connections already draining, have
@@ -123,13 +146,49 @@ export class QuicServer extends EventEmitter implements PacketSink {
   readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     const key = routingKey(msg);
     if (key === undefined) return;
-    const conn = this.#routes.get(key) ?? this.#accept(msg, rinfo, key);
-    conn?.receive(msg, { host: rinfo.address, port: rinfo.port });
+    const conn = this.#routes.get(key);
+    if (conn) {
+      conn.receive(msg, { host: rinfo.address, port: rinfo.port });
+      return;
+    }
+    // Short-header packets for unknown ids (a connection we dropped) are ignored.
+    if (this.#closing || (msg[0]! & 0x80) === 0 || this.#queuedKeys.has(key)) return;
+    if (this.#openings.length - this.#openingsHead >= MAX_QUEUED_OPENINGS) return;
+    this.#openings.push({ msg, rinfo, key });
+    this.#queuedKeys.add(key);
+    this.#scheduleOpenings();
+  };
+
+  #scheduleOpenings(): void {
+    if (this.#openingsScheduled || this.#openingsHead === this.#openings.length) return;
+    this.#openingsScheduled = true;
+    setImmediate(this.#handleOpenings);
+  }
+
+  /** Works through waiting openings for OPENING_BUDGET_MS, while handshake slots are free. */
+  readonly #handleOpenings = (): void => {
+    this.#openingsScheduled = false;
+    const until = performance.now() + OPENING_BUDGET_MS;
+    // A full set of handshakes resumes this when one of them settles.
+    while (this.#openingsHead < this.#openings.length && this.#pending < MAX_PENDING_HANDSHAKES && !this.#closing) {
+      const { msg, rinfo, key } = this.#openings[this.#openingsHead]!;
+      this.#openings[this.#openingsHead++] = undefined;
+      this.#queuedKeys.delete(key);
+      const conn = this.#routes.get(key) ?? this.#accept(msg, rinfo, key);
+      conn?.receive(msg, { host: rinfo.address, port: rinfo.port });
+      if (performance.now() >= until) break;
+    }
+    if (this.#openingsHead === this.#openings.length) {
+      this.#openings = [];
+      this.#openingsHead = 0;
+    } else if (this.#openingsHead > 1024 && this.#openingsHead * 2 > this.#openings.length) {
+      this.#openings = this.#openings.slice(this.#openingsHead);
+      this.#openingsHead = 0;
+    }
+    if (this.#pending < MAX_PENDING_HANDSHAKES) this.#scheduleOpenings();
   };
 
   #accept(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): QuicConnection | undefined {
-    // Short-header packets for unknown ids (a connection we dropped) are ignored.
-    if (this.#closing || (msg[0]! & 0x80) === 0) return undefined;
     let header;
     try {
       header = quiche.Header.fromSlice(msg, CID_LEN);
@@ -152,8 +211,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
       this.#sendRetry(header, remote);
       return undefined;
     }
-    if (this.#pending >= MAX_PENDING_HANDSHAKES) return undefined;
-    const scid = odcid ? Buffer.from(header.dcid) : randomBytes(CID_LEN);
+    const scid = odcid ? Buffer.from(header.dcid) : randomId(CID_LEN);
     const onThisMachine = isLoopback(remote.host);
     let native;
     try {
@@ -183,6 +241,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
     const settled = (): void => {
       clearTimeout(timer);
       this.#pending--;
+      this.#scheduleOpenings();
     };
     conn.once('established', () => {
       settled();
@@ -198,7 +257,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
   #sendRetry(header: { scid: Uint8Array; dcid: Uint8Array; version: number }, remote: HostPort): void {
     if (header.dcid.length > CID_LEN) return;
     const out = Buffer.allocUnsafe(this.#options.maxUdpPayload);
-    const retryScid = randomBytes(CID_LEN);
+    const retryScid = randomId(CID_LEN);
     let len: number;
     try {
       len = quiche.retry(header.scid, header.dcid, retryScid, this.#tokens.issue(header.dcid, retryScid, remote), header.version, out);
