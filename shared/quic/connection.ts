@@ -33,18 +33,33 @@ const ACK_WAIT_LIMIT_MS = 1_000;
 const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
-/**
- * A packet that needs only an acknowledgement waits this long for data to ride with: a request's
- * answer usually follows within it, and every packet saved is a send, a receive and a wake-up of
- * the peer. Far inside the 25 ms the peer allows for acknowledgements (max_ack_delay).
- */
-const ACK_DELAY_MS = 2;
 /** Acknowledge at once after this many datagrams, as RFC 9000 §13.2.2 advises, so a sender is never held back. */
 const ACK_EVERY = 2;
 /** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
 const LATE_CHECK_MS = 250;
 /** How often streams with nothing to write ask quiche whether the peer abandoned them (see QuicStream#checkAbandoned). */
 const ABANDONED_SWEEP_MS = 1_000;
+
+// One sweep for every established connection of the process, not a timer each: ten thousand
+// idle tunnels then cost one callback a second instead of ten thousand.
+const swept = new Set<QuicConnection>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+function startSweeping(conn: QuicConnection): void {
+  swept.add(conn);
+  if (sweepTimer) return;
+  sweepTimer = setInterval(() => {
+    for (const c of swept) c.sweepAbandoned();
+  }, ABANDONED_SWEEP_MS);
+  sweepTimer.unref();
+}
+
+function stopSweeping(conn: QuicConnection): void {
+  swept.delete(conn);
+  if (swept.size > 0 || !sweepTimer) return;
+  clearInterval(sweepTimer);
+  sweepTimer = undefined;
+}
 
 interface OpenWaiter {
   resolve(stream: QuicStream): void;
@@ -95,8 +110,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #ackDue = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDeadline = 0;
-  #keepAlive: NodeJS.Timeout | undefined;
-  #abandonedSweep: NodeJS.Timeout | undefined;
+  /** When the next keep-alive ping is due (performance.now()), 0 for none: it shares #timer. */
+  #keepAliveDue = 0;
   // Liveness (see #trackUnanswered): when a datagram last arrived, and since when sent data has waited.
   #lastHeard = 0;
   #lastInFlight = 0;
@@ -216,6 +231,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
   }
 
+  /** Lets streams that finished reading and have nothing to write learn whether the peer gave up on them (see QuicStream#checkAbandoned). */
+  sweepAbandoned(): void {
+    for (const stream of this.#streams.values()) stream.checkAbandoned();
+  }
+
   // --- used by endpoints -------------------------------------------------
 
   /** A datagram for this connection arrived. */
@@ -311,7 +331,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
 
     if (this.#ackMayWait()) {
-      this.#ackDue ||= performance.now() + ACK_DELAY_MS;
+      this.#ackDue ||= performance.now() + this.#options.ackDelayMs;
     } else {
       this.#flush();
       // Sending can free capacity (quiche recomputes it while it builds packets) with
@@ -329,7 +349,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   /**
    * Nothing but an acknowledgement of one datagram would go out now: hold it back so it rides
    * with the data that usually follows (writes made while this turn delivered reads go out on
-   * the next turn), until ACK_DELAY_MS has passed. Only an established connection with nothing
+   * the next turn), until ackDelayMs has passed. Only an established connection with nothing
    * of its own to send waits.
    */
   #ackMayWait(): boolean {
@@ -392,7 +412,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #armTimer(): void {
     const quicheMs = this.native.timeout();
     if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(quicheMs);
-    const ms = this.#ackDue === 0 ? quicheMs : Math.max(0, Math.min(quicheMs ?? Infinity, this.#ackDue - performance.now()));
+    // One timer for quiche's deadline, a held-back acknowledgement and the next keep-alive.
+    let ms = quicheMs;
+    if (this.#ackDue !== 0 || this.#keepAliveDue !== 0) {
+      const now = performance.now();
+      const ours = Math.min(this.#ackDue || Infinity, this.#keepAliveDue || Infinity) - now;
+      ms = Math.max(0, Math.min(quicheMs ?? Infinity, ours));
+    }
     if (ms === null) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -409,8 +435,12 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#final) return;
-    // Early for quiche when it fired for a held-back acknowledgement: then it does nothing.
+    // Early for quiche when it fired for one of ours: then it does nothing.
     this.native.onTimeout();
+    if (this.#keepAliveDue !== 0 && performance.now() >= this.#keepAliveDue - 1 && !this.#closing) {
+      this.native.sendAckEliciting();
+      this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
+    }
     this.#mustFlush = true;
     this.#turn();
   };
@@ -490,20 +520,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #onEstablished(): void {
     this.#established = true;
-    const every = this.#options.keepAliveMs;
-    if (every > 0) {
-      this.#keepAlive = setInterval(() => {
-        if (this.#final || this.#closing) return;
-        this.native.sendAckEliciting();
-        this.#mustFlush = true;
-        this.schedule();
-      }, every);
-      this.#keepAlive.unref();
-    }
-    this.#abandonedSweep = setInterval(() => {
-      for (const stream of this.#streams.values()) stream.checkAbandoned();
-    }, ABANDONED_SWEEP_MS);
-    this.#abandonedSweep.unref();
+    if (this.#options.keepAliveMs > 0) this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
+    startSweeping(this);
     this.emit('established');
   }
 
@@ -609,8 +627,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#final = true;
     this.#closing = true;
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#keepAlive) clearInterval(this.#keepAlive);
-    if (this.#abandonedSweep) clearInterval(this.#abandonedSweep);
+    stopSweeping(this);
     if (this.#liveness) clearTimeout(this.#liveness);
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);

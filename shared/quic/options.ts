@@ -24,6 +24,14 @@ export const DEFAULT_KEEP_ALIVE_MS = 30_000;
 export const DEFAULT_UNRESPONSIVE_TIMEOUT_MS = 5_000;
 /** Below this (other than 0, off), a slow path or a busy peer would pass for a dead one; the node's flag and the client refuse it. */
 export const MIN_UNRESPONSIVE_TIMEOUT_MS = 1_000;
+/**
+ * A packet that needs only an acknowledgement waits this long for data to ride with: a request's
+ * answer usually follows within it, and every packet saved is a send, a receive and a wake-up of
+ * the peer. Far inside the 25 ms a peer allows for acknowledgements (max_ack_delay).
+ */
+export const DEFAULT_ACK_DELAY_MS = 2;
+/** The longest ackDelayMs: the peer expects acknowledgements within 25 ms (max_ack_delay). */
+export const MAX_ACK_DELAY_MS = 20;
 /** A dial to nothing must fail, not wait forever. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /**
@@ -68,6 +76,8 @@ export interface QuicTransportOptions {
   keepAliveMs: number;
   /** Drop the connection when sent data waits this long with nothing heard from the peer; 0 disables. */
   unresponsiveTimeoutMs: number;
+  /** How long an acknowledgement may wait for data to ride with (0: at the next turn of the loop). */
+  ackDelayMs: number;
   streamWindow: number;
   maxStreamWindow: number;
   connectionWindow: number;
@@ -102,6 +112,7 @@ export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: stri
     idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
     keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
     unresponsiveTimeoutMs: DEFAULT_UNRESPONSIVE_TIMEOUT_MS,
+    ackDelayMs: DEFAULT_ACK_DELAY_MS,
     streamWindow: DEFAULT_STREAM_WINDOW,
     maxStreamWindow: DEFAULT_MAX_STREAM_WINDOW,
     connectionWindow: DEFAULT_CONNECTION_WINDOW,
@@ -122,6 +133,7 @@ export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: stri
     'idleTimeoutMs',
     'keepAliveMs',
     'unresponsiveTimeoutMs',
+    'ackDelayMs',
     'streamWindow',
     'maxStreamWindow',
     'connectionWindow',
@@ -135,6 +147,8 @@ export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: stri
     const v = o[key];
     if (!Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected a non-negative number, got ${String(v)}`);
   }
+  if (o.ackDelayMs > MAX_ACK_DELAY_MS)
+    throw new TypeError(`ackDelayMs: at most ${MAX_ACK_DELAY_MS} (the peer expects acknowledgements within 25 ms), got ${o.ackDelayMs}`);
   if (o.idleTimeoutMs === 0) throw new TypeError('idleTimeoutMs: 0 would never notice a dead peer; give a timeout');
   if (o.keepAliveMs >= o.idleTimeoutMs) {
     throw new TypeError(`keepAliveMs (${o.keepAliveMs}) must be shorter than idleTimeoutMs (${o.idleTimeoutMs}), or the connection idles out between pings`);

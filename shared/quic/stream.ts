@@ -285,7 +285,9 @@ export class QuicStream extends Duplex {
    * on a direction still being read is seen by the reader, once it reads.)
    */
   checkAbandoned(): void {
-    if (this.destroyed || this.#finRequested || this.#queue.length > 0) return;
+    // While reading, the reader sees a reset; only STOP_SENDING could go unseen, and our peers
+    // send it only with a reset. So a stream still reading (a tunnel's control stream) is skipped.
+    if (!this.#readDone || this.destroyed || this.#finRequested || this.#queue.length > 0) return;
     this.#stillOpen();
   }
 

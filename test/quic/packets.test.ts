@@ -20,6 +20,7 @@ describe('QUIC packets', () => {
     // A loopback size below the network one would make no sense: the network size wins.
     expect(parseQuicOptions({ alpn: ['x'], maxUdpPayload: 1400, loopbackUdpPayload: 1300 }).loopbackUdpPayload).toBe(1400);
     expect(() => parseQuicOptions({ alpn: ['x'], loopbackUdpPayload: 70_000 })).toThrow(/loopbackUdpPayload/);
+    expect(() => parseQuicOptions({ alpn: ['x'], ackDelayMs: 25 })).toThrow(/ackDelayMs/);
   });
 
   it('sends bulk data to a peer on this machine in packets far larger than a network MTU allows', async () => {
@@ -47,8 +48,10 @@ describe('QUIC packets', () => {
 
   it('carries the acknowledgement of a request on its answer: one datagram each way per round trip', async () => {
     const p = await pki();
-    const server = await echoServer(p);
-    const conn = await dial(p, server.address().port);
+    // The longest hold, so a busy machine that delays the answer a few ms does not send the acknowledgement alone.
+    const hold = { ackDelayMs: 20 };
+    const server = await echoServer(p, hold);
+    const conn = await dial(p, server.address().port, hold);
     await roundTrip(await conn.openStream(), 'warm');
     const before = conn.stats();
     const trips = 200;
