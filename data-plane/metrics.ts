@@ -6,7 +6,8 @@ export class Metrics {
 
   readonly registrations = new Counter({
     name: 'reverst_tunnel_group_registrations_total',
-    help: 'Tunnel registrations by group and result (ok, unauthorized, not_found, bad_request, timeout, error)',
+    // Groups come from the config only: a registration for any other name counts under "(unknown)".
+    help: 'Tunnel registrations by configured group ("(unknown)" for any other name) and result (ok, unauthorized, not_found, bad_request, timeout, error)',
     labelNames: ['group', 'result'] as const,
     registers: [this.registry],
   });
@@ -35,7 +36,7 @@ export class Metrics {
 
   readonly hopRequests = new Counter({
     name: 'reverst_hop_requests_total',
-    help: 'Requests forwarded to another node, by result (response, retry: failed before it began, failed)',
+    help: 'Requests forwarded to another node, by result (response, retry: failed before it began, failed, cancelled: the visitor left)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

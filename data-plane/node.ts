@@ -5,6 +5,7 @@ import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/con
 import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { rateLimited } from '../shared/log-limits.js';
 import { ALPN, encodeFrame } from '../shared/protocol.js';
 import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
 import { GroupsState } from './groups-state.js';
@@ -36,6 +37,8 @@ export interface NodeOptions {
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
   unresponsiveTimeoutMs?: number | undefined;
   requestTimeoutMs: number;
+  /** Longest wait for a visitor's request head (408 after); Node's default, 60 s, when unset. */
+  headersTimeoutMs?: number | undefined;
   maxHeaderSize: number;
   /** Largest request body accepted (413 above); 0 or unset for no limit. */
   maxBodySize?: number | undefined;
@@ -83,6 +86,8 @@ async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
 }
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** Node's own default: a slow visitor's head is waited on this long before a 408. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 
 export function parseHostPort(value: string, flag: string): HostPort {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
@@ -153,6 +158,8 @@ async function openNode(
   });
   opened.push(() => quic.close());
   let draining = false;
+  const registrationLog = log.child({ component: 'registration' });
+  const refusals = rateLimited(registrationLog, { summary: 'registration failures not logged (rate limit)' });
   quic.on('connection', (conn: QuicConnection) => {
     if (draining) {
       void conn.close({ code: 0x1, reason: 'node is draining' });
@@ -163,7 +170,8 @@ async function openNode(
       authenticator: (group) => groups.authenticatorFor(group),
       registry,
       metrics,
-      logger: log.child({ component: 'registration' }),
+      logger: registrationLog,
+      refusals,
       timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
       isDraining: () => draining,
     });
@@ -247,16 +255,21 @@ async function openNode(
   }
   // A node alone has no hop listener: nobody forwards to it.
   await membership.start({ id: nodeId, address: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : 'standalone' });
-  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize }, (req, res) => {
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  // Node looks for timed-out request heads only this often (30 s by default).
+  const connectionsCheckingInterval = Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4)));
+  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize, headersTimeout, connectionsCheckingInterval }, (req, res) => {
     track(res);
     proxy.onRequest(req, res);
   });
   httpServer.on('upgrade', proxy.onUpgrade);
   httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Node answers 431 for an oversized header section; other parse errors get a 400.
+    // Node answers 431 for an oversized header section and 408 for a head that never completes; other parse errors get a 400.
     if (!socket.writable) return socket.destroy();
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       socket.end(rawTextResponse(431, '431 Request Header Fields Too Large: the header section is over the limit'));
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      socket.end(rawTextResponse(408, '408 Request Timeout: the request head did not arrive in time'));
     } else {
       socket.end(rawTextResponse(400, '400 Bad Request: malformed HTTP request'));
     }

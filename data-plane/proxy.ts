@@ -7,7 +7,7 @@ import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
 import { StreamCode } from '../shared/protocol.js';
 import { HOP_HEADERS, HOP_NO_TUNNEL_HEADER, type HopClient, type HopTarget } from './hop.js';
 import type { Metrics } from './metrics.js';
-import type { Tunnel, TunnelPicker } from './tunnels.js';
+import { TunnelSilentError, whenSilent, type Tunnel, type TunnelPicker } from './tunnels.js';
 
 const STREAM_CANCELLED = StreamCode.Cancelled;
 
@@ -192,10 +192,12 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       // Give the tunnel its stream credit back at once.
       current?.stream.reset(STREAM_CANCELLED);
     };
+    // The visitor went away before the response was complete.
+    let left = false;
     res.once('close', () => {
       clearTimeout(deadline);
       if (res.writableFinished) return;
-      ended = true;
+      ended = left = true;
       abandon();
     });
     // One deadline up to the response head, waiting for a tunnel's stream credit included.
@@ -236,10 +238,19 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
         return;
       }
       const { tunnel, stream } = opened;
+      const sentAt = performance.now();
       const upstream = http.request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => stream });
       current = { stream, upstream };
+      // A client that went silent before this request reached it: when the request may be sent again,
+      // take it to another tunnel (the 'error' handler below retries it) instead of waiting for this one's drop.
+      const unwatch = whenSilent(tunnel, sentAt, () => {
+        const silent = new TunnelSilentError(tunnel.id);
+        if (!ended && !res.headersSent && retrySafe(req, stream, silent) && deps.picker.hasAnswering(group, tried)) upstream.destroy(silent);
+      });
+      upstream.once('close', unwatch);
 
       upstream.once('response', (up) => {
+        unwatch();
         clearTimeout(deadline);
         lastServed.set(group, performance.now());
         deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);
@@ -300,7 +311,8 @@ export function createProxy(deps: ProxyDeps): PublicProxy {
       for (const target of remote.targets(group)) {
         if (ended) return true;
         const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort!.signal);
-        deps.metrics.hopRequests.inc({ result: result.kind });
+        // A hop aborted because the visitor left (or the deadline passed) reports 'retry': count what happened.
+        deps.metrics.hopRequests.inc({ result: left ? 'cancelled' : ended ? 'failed' : result.kind });
         if (result.kind === 'response') {
           clearTimeout(deadline);
           lastServed.set(group, performance.now());

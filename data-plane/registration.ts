@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import type { AuthResult, Authenticator } from '../shared/auth/index.js';
-import { NotFoundError, ProtocolError, ServerError, UnauthorizedError } from '../shared/errors.js';
+import { NotFoundError, ProtocolError, ReverstError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { clip, type RateLimitedLog } from '../shared/log-limits.js';
 import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
 import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
 import type { Metrics } from './metrics.js';
@@ -17,9 +18,17 @@ export interface RegistrationDeps {
   registry: TunnelRegistry;
   metrics: Metrics;
   logger: Logger;
+  /**
+   * Where refusals are logged: anyone can cause them without credentials, so the
+   * node passes one rate-limited log shared by every connection.
+   */
+  refusals: RateLimitedLog;
   timeoutMs: number;
   isDraining(): boolean;
 }
+
+/** The metrics label for registrations to a group this node does not serve: one series, whatever names peers send. */
+export const UNKNOWN_GROUP_LABEL = '(unknown)';
 
 let tunnelSeq = 0;
 
@@ -36,11 +45,11 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
   let group = '';
   try {
     const control = await firstStream(conn, deps.timeoutMs);
-    const request = validateRegisterRequest(await readFrame(control, { timeoutMs: Math.max(1, deadline - Date.now()) }));
+    const request = checkRequest(await readFrame(control, { timeoutMs: Math.max(1, deadline - Date.now()) }));
     group = request.TunnelGroup;
     const authenticatorNow = (): Authenticator => {
       const a = deps.authenticator(group);
-      if (!a) throw new NotFoundError(`tunnel group "${group}" is not configured on this node`);
+      if (!a) throw new NotFoundError('tunnel group is not configured on this node');
       return a;
     };
     let authenticator = authenticatorNow();
@@ -54,7 +63,7 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     if (!result.ok) {
       // An auth service that is down is the operator's problem: the client retries (0x1) instead of giving up.
       if (result.unavailable) throw new ServerError(`authentication unavailable: ${result.reason}`);
-      throw new UnauthorizedError(`registration for "${group}" refused: ${result.reason}`);
+      throw new UnauthorizedError(`registration refused: ${result.reason}`);
     }
     if (conn.isClosing) return undefined;
     // A drain that began while this client authenticated: it should register elsewhere.
@@ -76,10 +85,34 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     return tunnel;
   } catch (err) {
     const close = closeForError(err);
-    deps.metrics.registrations.inc({ group: group || 'unknown', result: resultLabel(err) });
-    log.warn('registration failed', { group: group || undefined, reason: close.reason, error: (err as Error).message });
+    close.reason = clip(close.reason, MAX_REASON_LENGTH);
+    // Only configured groups get a series of their own: names from the wire would each add one for good.
+    const label = group && deps.authenticator(group) ? group : UNKNOWN_GROUP_LABEL;
+    deps.metrics.registrations.inc({ group: label, result: resultLabel(err) });
+    deps.refusals.warn('registration failed', {
+      remote: `${conn.remoteAddress.host}:${conn.remoteAddress.port}`,
+      group: group ? clip(group) : undefined,
+      reason: close.reason,
+      error: clip((err as Error).message ?? String(err), MAX_REASON_LENGTH),
+    });
     void conn.close(close);
     return undefined;
+  }
+}
+
+/** Close reasons travel in one QUIC packet and are logged: keep them short. */
+const MAX_REASON_LENGTH = 200;
+
+/**
+ * The registration frame checked; anything that goes wrong while checking it is the
+ * frame's fault (a bad request the client must not retry), never a server error.
+ */
+function checkRequest(frame: unknown): ReturnType<typeof validateRegisterRequest> {
+  try {
+    return validateRegisterRequest(frame);
+  } catch (err) {
+    if (err instanceof ReverstError) throw err;
+    throw new ProtocolError('ERR_PROTOCOL_BAD_MESSAGE', 'bad request: the registration frame could not be checked', { cause: err });
   }
 }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { LoadBalancing } from '../shared/config/index.js';
+import { ReverstError } from '../shared/errors.js';
 import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
 
 /** One registered client connection serving a group. */
@@ -17,12 +18,23 @@ export interface Tunnel {
 
 /** What the proxy needs: a tunnel for a group, skipping those already tried. */
 export interface TunnelPicker {
+  /** A tunnel not in `exclude`; one whose client is answering when there is such a tunnel. */
   pick(group: string, exclude?: ReadonlySet<Tunnel>): Tunnel | undefined;
+  /** Whether a tunnel not in `exclude`, whose client is answering, could take a request now. */
+  hasAnswering(group: string, exclude?: ReadonlySet<Tunnel>): boolean;
 }
+
+/**
+ * A tunnel whose client has left sent data unanswered for a second (the connection's
+ * 'suspect'): it may be dead or frozen. New requests go to other tunnels while there
+ * are any; the unresponsive timeout still decides when it is dropped.
+ */
+export const isSuspect = (t: Tunnel): boolean => t.connection.suspect;
 
 /**
  * The balanced set of one group's tunnels. Round robin by default; least
  * in-flight picks the tunnel with the fewest active requests (ties in turn).
+ * Suspect tunnels are picked only when no other can be.
  */
 class TunnelSet {
   readonly members: Tunnel[] = [];
@@ -31,13 +43,21 @@ class TunnelSet {
   constructor(public policy: LoadBalancing) {}
 
   pick(exclude?: ReadonlySet<Tunnel>): Tunnel | undefined {
+    return this.#pick(exclude, false) ?? this.#pick(exclude, true);
+  }
+
+  hasAnswering(exclude?: ReadonlySet<Tunnel>): boolean {
+    return this.members.some((t) => !exclude?.has(t) && !t.connection.isClosing && !isSuspect(t));
+  }
+
+  #pick(exclude: ReadonlySet<Tunnel> | undefined, suspectsToo: boolean): Tunnel | undefined {
     const n = this.members.length;
     let best: Tunnel | undefined;
     let bestAt = 0;
     for (let i = 0; i < n; i++) {
       const at = (this.#next + i) % n;
       const t = this.members[at]!;
-      if (exclude?.has(t) || t.connection.isClosing) continue;
+      if (exclude?.has(t) || t.connection.isClosing || (!suspectsToo && isSuspect(t))) continue;
       if (this.policy === 'round-robin') {
         this.#next = (at + 1) % n;
         return t;
@@ -102,6 +122,10 @@ export class TunnelRegistry extends EventEmitter implements TunnelPicker {
     return this.#sets.get(group)?.pick(exclude);
   }
 
+  hasAnswering(group: string, exclude?: ReadonlySet<Tunnel>): boolean {
+    return this.#sets.get(group)?.hasAnswering(exclude) ?? false;
+  }
+
   count(group: string): number {
     return this.#sets.get(group)?.members.length ?? 0;
   }
@@ -113,4 +137,42 @@ export class TunnelRegistry extends EventEmitter implements TunnelPicker {
   all(): Tunnel[] {
     return [...this.#sets.values()].flatMap((s) => s.members);
   }
+}
+
+/** A request was taken off a tunnel whose client answered nothing since the request went out. */
+export class TunnelSilentError extends ReverstError {
+  override name = 'TunnelSilentError';
+  constructor(tunnelId: string) {
+    super('ERR_TUNNEL_SILENT', `tunnel ${tunnelId} acknowledged nothing of the request for a second; trying another tunnel`);
+  }
+}
+
+type SilentWaiter = { since: number; callback: () => void };
+// One 'suspect' listener per connection, however many requests wait on it.
+const silentWaiters = new WeakMap<QuicConnection, Set<SilentWaiter>>();
+
+/**
+ * Calls `callback` once if the tunnel turns suspect while its client has sent
+ * nothing at all since `since` (performance.now(), taken before the request's
+ * first byte went out): the request then never reached a live client, and
+ * another tunnel may take it. Returns the function that stops watching.
+ */
+export function whenSilent(tunnel: Tunnel, since: number, callback: () => void): () => void {
+  const conn = tunnel.connection;
+  let waiters = silentWaiters.get(conn);
+  if (!waiters) {
+    const set = new Set<SilentWaiter>();
+    waiters = set;
+    silentWaiters.set(conn, set);
+    conn.on('suspect', () => {
+      for (const waiter of [...set]) {
+        if (conn.heardSince(waiter.since)) continue;
+        set.delete(waiter);
+        waiter.callback();
+      }
+    });
+  }
+  const waiter: SilentWaiter = { since, callback };
+  waiters.add(waiter);
+  return () => void waiters.delete(waiter);
 }

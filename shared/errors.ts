@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
   ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
   ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+  ERR_TUNNEL_SILENT: "a tunnel's client acknowledged nothing of a request for a second; the node moves the request to another tunnel",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -214,6 +214,48 @@ describe('message validation', () => {
     );
   });
 
+  it('refuses a 20,000-level Version as a bad request (no stack overflow, nothing of it in the message)', () => {
+    // msgpack decodes deep nesting without recursion; the check must not recurse either.
+    const body = Buffer.concat([
+      Buffer.from([0x83, 0xa7]),
+      Buffer.from('Version'),
+      Buffer.alloc(20_000, 0x91), // fixarray of one element, 20,000 times
+      Buffer.from([0x01, 0xab]),
+      Buffer.from('TunnelGroup'),
+      Buffer.from([0xa1, 0x67, 0xa8]),
+      Buffer.from('Metadata'),
+      Buffer.from([0x80]),
+    ]);
+    const frame = new FrameDecoder().push(rawFrame(body))[0];
+    expect(() => validateRegisterRequest(frame)).toThrow(
+      expect.objectContaining({ code: 'ERR_PROTOCOL_BAD_MESSAGE', message: 'bad request: Version an array is not supported (this peer speaks 1)' }),
+    );
+    expect(closeForError(new ProtocolError('ERR_PROTOCOL_BAD_MESSAGE', 'x'))).toEqual({ code: CloseCode.ClientError, reason: 'bad request' });
+  });
+
+  it.each([
+    ['CR LF', 'Bearer token\r\nX-Injected: yes'],
+    ['a bare LF', 'Basic dXNlcjpwYXNz\n'],
+    ['NUL', 'Bearer a\u0000b'],
+    ['DEL', 'Bearer a\u007fb'],
+  ])('refuses an Authorization holding %s, without quoting it', (_what, authorization) => {
+    const error = (() => {
+      try {
+        validateRegisterRequest({ ...request, Metadata: { Authorization: authorization } });
+      } catch (err) {
+        return err as ProtocolError;
+      }
+    })();
+    expect(error).toMatchObject({ code: 'ERR_PROTOCOL_BAD_MESSAGE' });
+    expect(error!.message).not.toContain('token');
+    expect(error!.message).not.toContain('dXNlcjpwYXNz');
+    expect(closeForError(error)).toEqual({ code: CloseCode.ClientError, reason: 'bad request' });
+  });
+
+  it('accepts an Authorization with a tab, as HTTP does', () => {
+    expect(validateRegisterRequest({ ...request, Metadata: { Authorization: 'Bearer\tabc' } }).Metadata.Authorization).toBe('Bearer\tabc');
+  });
+
   it('validates responses', () => {
     expect(validateRegisterResponse({ Version: 1, Code: 0, Metadata: { NodeId: 'n1' } })).toEqual({ Version: 1, Code: 0, Metadata: { NodeId: 'n1' } });
     expect(() => validateRegisterResponse({ Version: 1, Code: 2 })).toThrow(/unexpected response Code 2/);

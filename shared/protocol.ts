@@ -244,11 +244,30 @@ function stringMap(value: unknown, field: string): Record<string, string> {
   return value as Record<string, string>;
 }
 
+/**
+ * A wire value for an error message: a number as itself, anything else by its kind.
+ * Never serialised: a 20,000-level nesting would overflow the stack, and a 60 KB
+ * string would end up in logs.
+ */
+function shown(value: unknown): string {
+  if (value === undefined) return 'missing';
+  return typeof value === 'number' ? String(value) : describe(value);
+}
+
 function checkVersion(value: unknown): number {
   if (value !== PROTOCOL_VERSION) {
-    throw badMessage(`Version ${JSON.stringify(value) ?? 'missing'} is not supported (this peer speaks ${PROTOCOL_VERSION})`);
+    throw badMessage(`Version ${shown(value)} is not supported (this peer speaks ${PROTOCOL_VERSION})`);
   }
   return value;
+}
+
+/** RFC 9110 §5.5: a field value holds no control characters but HTAB (external auth sends Authorization on as a header). */
+function isFieldValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return false;
+  }
+  return true;
 }
 
 /** Checks a decoded registration frame; unknown fields are ignored for forward compatibility. */
@@ -259,13 +278,17 @@ export function validateRegisterRequest(frame: unknown): RegisterRequest {
   if (typeof TunnelGroup !== 'string' || TunnelGroup === '') {
     throw badMessage(`TunnelGroup must be a non-empty string, got ${describe(TunnelGroup)}`);
   }
-  return { Version, TunnelGroup, Metadata: stringMap(frame.Metadata, 'Metadata') };
+  const Metadata = stringMap(frame.Metadata, 'Metadata');
+  if (Metadata.Authorization !== undefined && !isFieldValue(Metadata.Authorization)) {
+    throw badMessage('Metadata.Authorization holds a control character (CR, LF, NUL…): it is not a valid header value');
+  }
+  return { Version, TunnelGroup, Metadata };
 }
 
 export function validateRegisterResponse(frame: unknown): RegisterResponse {
   if (!isMap(frame)) throw badMessage(`registration response must be a map, got ${describe(frame)}`);
   const Version = checkVersion(frame.Version);
-  if (frame.Code !== ResponseCode.Ok) throw badMessage(`unexpected response Code ${JSON.stringify(frame.Code)}`);
+  if (frame.Code !== ResponseCode.Ok) throw badMessage(`unexpected response Code ${shown(frame.Code)}`);
   return { Version, Code: frame.Code, Metadata: stringMap(frame.Metadata, 'Metadata') };
 }
 
@@ -274,7 +297,7 @@ export function parseControlFrame(frame: Frame): ControlFrame | undefined {
   if (frame.Type !== 'drain') return undefined;
   const { DeadlineMs } = frame;
   if (typeof DeadlineMs !== 'number' || !Number.isFinite(DeadlineMs) || DeadlineMs < 0) {
-    throw badMessage(`drain DeadlineMs must be a non-negative number, got ${JSON.stringify(DeadlineMs) ?? 'nothing'}`);
+    throw badMessage(`drain DeadlineMs must be a non-negative number, got ${DeadlineMs === undefined ? 'nothing' : shown(DeadlineMs)}`);
   }
   return { Type: 'drain', DeadlineMs };
 }

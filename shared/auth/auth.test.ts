@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GroupAuthentication } from '../config/groups.js';
 import { createLogger } from '../log.js';
+import { DEFAULT_LOG_BURST } from '../log-limits.js';
 import { createAuthenticator, parseAuthorization, type AuthenticatorOptions } from './index.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -148,6 +149,16 @@ describe('external', () => {
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({ level: 'warn', component: 'auth', strategy: 'external', endpoint, group: 'g', reason: (result as { reason: string }).reason }),
     ]);
+  });
+
+  it('warns of an unreachable endpoint at most DEFAULT_LOG_BURST times per window, however many clients try', async () => {
+    const { endpoint } = await authServer(() => {});
+    await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn', stream: { write: (line) => lines.push(line) } });
+    const auth = authenticator({ external: { scheme: 'Bearer', endpoint } }, { logger });
+    for (let i = 0; i < DEFAULT_LOG_BURST * 3; i++) expect(await auth.authenticate('Bearer x', 'g')).toMatchObject({ ok: false, unavailable: true });
+    expect(lines).toHaveLength(DEFAULT_LOG_BURST);
   });
 
   it('denies as unavailable after the timeout, without waiting for a slow endpoint', async () => {

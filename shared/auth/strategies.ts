@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { BasicAuthentication, BearerAuthentication, ExternalAuthentication, StrategyName } from '../config/groups.js';
 import type { Logger } from '../log.js';
+import { rateLimited } from '../log-limits.js';
 
 /**
  * `unavailable`: refused because the external endpoint did not answer, not because the
@@ -63,7 +64,10 @@ export interface ExternalStrategyOptions {
  */
 export function externalStrategy(config: ExternalAuthentication, options: ExternalStrategyOptions): Strategy {
   const timeoutMs = config.timeoutMs ?? options.timeoutMs;
-  const logger = options.logger.child({ endpoint: config.endpoint });
+  // Any client can make this warning happen, once per registration attempt: keep it bounded.
+  const unavailable = rateLimited(options.logger.child({ endpoint: config.endpoint }), {
+    summary: 'external authentication unavailable: similar warnings dropped (rate limit)',
+  });
   return async ({ header }, group) => {
     let response: Response;
     try {
@@ -80,7 +84,7 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
           ? `external: no answer from ${config.endpoint} within ${timeoutMs}ms`
           : `external: request to ${config.endpoint} failed: ${failureMessage(err)}`;
       // Unlike a wrong credential, this is the operator's problem: say so above debug level.
-      logger.warn('external authentication unavailable', { group, reason });
+      unavailable.warn('external authentication unavailable', { group, reason });
       return { ok: false, reason, unavailable: true };
     }
     // The body carries no decision; release the connection.

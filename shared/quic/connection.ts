@@ -13,6 +13,7 @@ import {
 import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnectionError, type Stats } from './native.js';
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
 import { sendSlab } from './buffers.js';
+import { onStall } from './stall-watch.js';
 import { QuicStream, type StreamHost } from './stream.js';
 
 export interface HostPort {
@@ -39,6 +40,22 @@ const ACK_EVERY = 2;
 const LATE_CHECK_MS = 250;
 /** How often streams with nothing to write ask quiche whether the peer abandoned them (see QuicStream#checkAbandoned). */
 const ABANDONED_SWEEP_MS = 1_000;
+/**
+ * A live peer acknowledges within a round trip and its ack delay (25 ms): data
+ * unanswered this long makes the connection suspect, so new work goes to
+ * another peer while it is still given the full unresponsive timeout to answer.
+ */
+export const SUSPECT_AFTER_MS = 1_000;
+/**
+ * After this process was frozen, the peer must answer a probe within this long
+ * (three pings in it), or it is taken to have dropped the connection meanwhile.
+ */
+export const STALL_PROBE_MS = 1_000;
+const STALL_PROBE_PINGS = 3;
+/** Datagrams that queued up during a freeze are read before the probe goes out; only answers after it count. */
+const STALL_BACKLOG_MS = 100;
+/** The longest drain after the peer's close (see #limitPeerCloseDrain); normally 3 PTO, well under this. */
+const PEER_CLOSE_DRAIN_LIMIT_MS = 1_000;
 
 // One sweep for every established connection of the process, not a timer each: ten thousand
 // idle tunnels then cost one callback a second instead of ten thousand.
@@ -119,6 +136,12 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #closeSent = false;
   #liveness: NodeJS.Timeout | undefined;
   #livenessDue = 0;
+  #suspect = false;
+  #suspectTimer: NodeJS.Timeout | undefined;
+  #suspectDue = 0;
+  #unwatchStalls: (() => void) | undefined;
+  #probing = false;
+  #peerCloseLimit: NodeJS.Timeout | undefined;
 
   #established = false;
   #closing = false;
@@ -151,6 +174,23 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   get isClosing(): boolean {
     return this.#closing || this.#final;
+  }
+
+  /**
+   * Something we sent has waited SUSPECT_AFTER_MS with nothing heard from the peer:
+   * it may be gone. Emits 'suspect' when this turns true and 'responsive' when the
+   * peer is heard again. Always false with the unresponsive timeout off.
+   */
+  get suspect(): boolean {
+    return this.#suspect;
+  }
+
+  /**
+   * Whether any packet from the peer arrived at or after `time` (a performance.now()
+   * value). False means the peer has acknowledged nothing sent since then.
+   */
+  heardSince(time: number): boolean {
+    return this.#lastHeard >= time;
   }
 
   /** Streams open right now (either side opened them). */
@@ -246,6 +286,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       // Only a packet quiche took counts as hearing from the peer: not garbage or spoofs.
       this.#lastHeard = performance.now();
       this.#unacked++;
+      if (this.#suspect) {
+        this.#suspect = false;
+        this.emit('responsive');
+      }
     } catch {
       // A packet quiche rejects (undecryptable, stale) is dropped; fatal errors surface as isClosed().
     }
@@ -339,12 +383,31 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
     }
 
-    // Once the peer has closed, nothing more can come or go: quiche would keep the connection
-    // draining for three probe timeouts (seconds on a busy node), and with it the peer's place
-    // in every count. What arrived before the close has been handed to the streams above.
-    if (native.isClosed() || (native.isDraining() && (!this.#established || native.peerError() !== null))) this.#finalize();
-    else this.#armTimer();
+    // A handshake the peer refused is over once it says so. After an established connection's
+    // peer closed, nothing more can come or go: quiche would keep it draining for three probe
+    // timeouts (seconds on a busy node, tens after a freeze of this process), and with it the
+    // peer's place in every count. What had arrived is handed to the streams above; only a
+    // reader that is behind holds the connection, for PEER_CLOSE_DRAIN_LIMIT_MS at most.
+    if (native.isClosed() || (native.isDraining() && (!this.#established || (native.peerError() !== null && !this.#readerBehind())))) this.#finalize();
+    else {
+      if (this.#established && native.isDraining()) this.#limitPeerCloseDrain();
+      this.#armTimer();
+    }
   };
+
+  /** A stream whose reader paused with data of the peer's still in quiche. */
+  #readerBehind(): boolean {
+    for (const s of this.#streams.values()) if (s.readerBehind) return true;
+    return false;
+  }
+
+  /**
+   * The cap on waiting for a reader that is behind after the peer's close (see #turn).
+   */
+  #limitPeerCloseDrain(): void {
+    if (this.#peerCloseLimit || this.native.peerError() === null) return;
+    this.#peerCloseLimit = setTimeout(() => this.#finalize(), PEER_CLOSE_DRAIN_LIMIT_MS);
+  }
 
   /**
    * Nothing but an acknowledgement of one datagram would go out now: hold it back so it rides
@@ -465,6 +528,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       if (this.#unansweredSince !== 0) return;
       this.#unansweredSince = this.#lastInFlight;
       this.#armLiveness(this.#options.unresponsiveTimeoutMs);
+      this.#armSuspect(Math.min(SUSPECT_AFTER_MS, this.#options.unresponsiveTimeoutMs));
     } else if (this.#unansweredSince !== 0 && this.#lastHeard > this.#lastInFlight) {
       this.#unansweredSince = 0; // answered since data last waited
     }
@@ -507,6 +571,70 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     });
   };
 
+  #armSuspect(ms: number): void {
+    if (this.#suspectTimer || this.#suspect) return;
+    this.#suspectDue = performance.now() + ms;
+    this.#suspectTimer = setTimeout(this.#checkSuspect, Math.ceil(ms));
+    this.#suspectTimer.unref();
+  }
+
+  /** As #checkLiveness, at the suspect threshold: marks the connection suspect instead of dropping it. */
+  readonly #checkSuspect = (): void => {
+    this.#suspectTimer = undefined;
+    if (this.#final || this.#closeSent || this.#unansweredSince === 0 || this.#suspect) return;
+    const limit = Math.min(SUSPECT_AFTER_MS, this.#options.unresponsiveTimeoutMs);
+    const now = performance.now();
+    // Blocked here, the peer's answers may be sitting unread: wait afresh.
+    const quiet = now - this.#suspectDue > LATE_CHECK_MS ? 0 : this.#quietFor(now);
+    if (quiet < limit) {
+      this.#armSuspect(limit - quiet);
+      return;
+    }
+    // Let datagrams already waiting in the socket in first.
+    setImmediate(() => {
+      if (this.#final || this.#closeSent || this.#unansweredSince === 0 || this.#suspect) return;
+      const still = this.#quietFor(performance.now());
+      if (still < limit) {
+        this.#armSuspect(limit - still);
+        return;
+      }
+      this.#suspect = true;
+      this.emit('suspect');
+    });
+  };
+
+  /**
+   * This process was frozen. A peer that meanwhile dropped the connection and
+   * forgot it answers nothing, ever (its close, if it sent one, may be lost), and
+   * quiche's own timers, stretched by the freeze, would take many seconds to say
+   * so. Ask: a peer that answers none of a few pings within STALL_PROBE_MS is gone.
+   */
+  readonly #probeAfterStall = async (): Promise<void> => {
+    if (this.#probing || this.#closing || this.#final) return;
+    this.#probing = true;
+    try {
+      await pause(STALL_BACKLOG_MS);
+      const since = performance.now();
+      for (let i = 0; i < STALL_PROBE_PINGS; i++) {
+        if (this.#closing || this.#final || this.#lastHeard >= since) return;
+        try {
+          this.native.sendAckEliciting();
+        } catch {
+          return; // closing already
+        }
+        this.#mustFlush = true; // a ping, not an acknowledgement to hold back
+        this.schedule();
+        await pause(STALL_PROBE_MS / STALL_PROBE_PINGS);
+      }
+      if (this.#closing || this.#final || this.#lastHeard >= since) return;
+      // Frozen again while probing: the answers may be unread; the next freeze probes again.
+      if (performance.now() - since > STALL_PROBE_MS + LATE_CHECK_MS) return;
+      this.#dropUnresponsive(STALL_PROBE_MS);
+    } finally {
+      this.#probing = false;
+    }
+  };
+
   #dropUnresponsive(limit: number): void {
     try {
       // Say so, in case the peer was only slow: it will not be heard here again.
@@ -521,6 +649,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #onEstablished(): void {
     this.#established = true;
     if (this.#options.keepAliveMs > 0) this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
+    if (this.#options.unresponsiveTimeoutMs > 0) this.#unwatchStalls = onStall(() => void this.#probeAfterStall());
     startSweeping(this);
     this.emit('established');
   }
@@ -629,6 +758,9 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (this.#timer) clearTimeout(this.#timer);
     stopSweeping(this);
     if (this.#liveness) clearTimeout(this.#liveness);
+    if (this.#suspectTimer) clearTimeout(this.#suspectTimer);
+    if (this.#peerCloseLimit) clearTimeout(this.#peerCloseLimit);
+    this.#unwatchStalls?.();
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);
     for (const s of [...this.#streams.values()]) s.connectionEnded(err);
@@ -641,6 +773,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (info.error && this.listenerCount('error') > 0) this.emit('error', info.error);
     this.emit('close', info);
   }
+}
+
+/** A timer that never keeps the process alive. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function describe(e: NativeConnectionError, byPeer: boolean): QuicCloseInfo {

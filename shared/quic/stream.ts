@@ -63,6 +63,11 @@ export class QuicStream extends Duplex {
     return this.#created;
   }
 
+  /** Our reader paused (its buffer is full) while quiche may hold more of the peer's data. */
+  get readerBehind(): boolean {
+    return this.#readPaused && !this.#readDone && !this.destroyed;
+  }
+
   // net.Socket look-alikes that node:http reads or calls.
   get remoteAddress(): string {
     return this.#host.remoteAddress.host;
