@@ -5,10 +5,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import { ReverstError } from '../../shared/errors.js';
+import { LazyStore } from './lazy-store.js';
 import { MemoryStore } from './memory.js';
-import { NatsStore } from './nats.js';
 import { parseMembershipOptions, type MembershipOptions } from './options.js';
-import { RedisStore } from './redis.js';
 import { redactUrl } from './store.js';
 import { StoreMembership } from './store-membership.js';
 
@@ -87,6 +86,10 @@ export function createMembership(url: string, options: MembershipOptions = {}): 
   if (scheme === 'memory') return new StoreMembership(new MemoryStore(url.slice('memory://'.length)), resolved);
   if (scheme !== 'redis' && scheme !== 'rediss' && scheme !== 'nats') throw invalid('unsupported');
   if (!URL.canParse(url)) throw invalid('malformed URL for the');
-  const store = scheme === 'nats' ? new NatsStore(url, resolved.namespace, resolved.ttlMs, logger) : new RedisStore(url, resolved.namespace, logger);
+  // Each backend's client library is loaded only when a node uses that backend.
+  const store =
+    scheme === 'nats'
+      ? new LazyStore(redactUrl(url), async () => new (await import('./nats.js')).NatsStore(url, resolved.namespace, resolved.ttlMs, logger))
+      : new LazyStore(redactUrl(url), async () => new (await import('./redis.js')).RedisStore(url, resolved.namespace, logger));
   return new StoreMembership(store, resolved);
 }
