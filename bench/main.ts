@@ -5,7 +5,7 @@
 // as JSON to bench-results/bench-<time>.json. Targets are informative: the exit code is non-zero
 // only when the run itself failed. See `npm run bench -- --help`.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { findBinary } from '../test/harness/binaries.js';
@@ -14,7 +14,7 @@ import { onCleanup, runCleanups } from '../test/harness/cleanup.js';
 import { curlTransfer, nodeTransfer } from './bulk.js';
 import { autocannonGenerator, wrkGenerator } from './load.js';
 import { parseBenchOptions, SETUPS, USAGE, type BenchOptions } from './options.js';
-import { cpuTable, failureLines, figureTable, memoryLines, targets, targetTable, type Results } from './report.js';
+import { compareTable, cpuTable, failureLines, figureTable, memoryLines, targets, targetTable, type Results } from './report.js';
 import { profileArgs, ROOT, type Tls } from './reverst.js';
 import { bulkRun, loadRun, memoryRun, stormRun } from './scenarios.js';
 import { GROUP, makeSite, startOrigin, startSetup, type Setup, type Tools } from './setups.js';
@@ -156,6 +156,7 @@ async function run(o: BenchOptions): Promise<void> {
         ]
       : []),
     ...memoryLines(results),
+    ...(o.compare ? ['', `against ${o.compare}:`, compareTable(results, (JSON.parse(readFileSync(o.compare, 'utf8')) as { results: Results }).results)] : []),
     ...(failures.length > 0 ? ['', 'failures:', ...failures.map((f) => `  ${f}`)] : []),
     ...(notes.length + skipped.length > 0 ? ['', ...notes.map((n) => `note: ${n}`), ...skipped.map((s) => `skipped: ${s}`)] : []),
   ].join('\n');

@@ -21,6 +21,8 @@ export interface BenchOptions {
   stormTunnels: number;
   /** Tunnels closed at the end of the storm to time how fast the node lets them go. */
   stormCloses: number;
+  /** An earlier run's JSON to print reverst's figures against. */
+  compare?: string | undefined;
 }
 
 export const USAGE = `npm run bench -- [FLAGS]
@@ -34,6 +36,7 @@ export const USAGE = `npm run bench -- [FLAGS]
   --idle N             idle tunnels for the memory scenario (default 1000; quick 200)
   --storm N            tunnels dialling at once in the storm scenario (default 10000; quick 1000)
   --profile            write CPU profiles of the reverst processes to bench-results/profiles-<time>/
+  --compare FILE       also print reverst's figures against an earlier run's JSON (e.g. bench/baselines/…)
   -h, --help           this text
 `;
 
@@ -61,6 +64,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
       idle: { type: 'string' },
       storm: { type: 'string' },
       profile: { type: 'boolean' },
+      compare: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -70,6 +74,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     scenarios: list(values.only, SCENARIOS, '--only'),
     setups: list(values.setups, SETUPS, '--setups'),
     profile: values.profile ?? false,
+    compare: values.compare,
     quick,
     connections: [1, 10, 100],
     warmupSeconds: quick ? 1 : 2,

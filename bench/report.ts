@@ -224,11 +224,47 @@ export function memoryLines(r: Results): string[] {
     lines.push(
       `storm: ${count(s.tunnels)} tunnels dialled one node at once: ${count(s.registered)} registered in ${fixed(s.seconds)} s, ` +
         `${count(s.retries)} retries (${count(s.tunnelsRetried)} tunnels), ${count(s.gaveUp)} never registered; node counted ${count(s.nodeCount)}; ` +
-        `${count(s.udpReceiveBufferDrops)} datagrams dropped by full socket buffers (${count(s.nodeSocketDrops)} at the node); node RSS ${fixed((s.nodeRss ?? NaN) / MiB)} MiB; ${s.closed} closed by their clients left the node's count in ${s.freedMs === undefined ? '> 40 s' : `${ms(s.freedMs)} ms`}`,
+        `${count(s.udpReceiveBufferDrops)} datagrams dropped by full socket buffers (${count(s.nodeSocketDrops)} at the node); ` +
+        `CPU: node ${fixed(s.cpuSeconds.node)} s, clients ${fixed(s.cpuSeconds.clients)} s; node RSS ${fixed((s.nodeRss ?? NaN) / MiB)} MiB; ${s.closed} closed by their clients left the node's count in ${s.freedMs === undefined ? '> 40 s' : `${ms(s.freedMs)} ms`}`,
     );
     if (errors.length > 0) lines.push(`storm: retry causes: ${errors.join('; ')}`);
   }
   return lines;
+}
+
+/** reverst's figures against an earlier run's (its JSON): what changed between two commits, each measured with its same-run baselines. */
+export function compareTable(now: Results, before: Results): string {
+  const rows = [['measurement', 'before', 'now', 'now ÷ before']];
+  const add = (name: string, b: number | undefined, n: number | undefined, format: (v: number | undefined) => string): void => {
+    if (b === undefined && n === undefined) return;
+    rows.push([name, format(b), format(n), times(ratio(n, b))]);
+  };
+  const rate = (v: number | undefined) => (v === undefined ? '–' : count(v));
+  const msf = (v: number | undefined) => (v === undefined ? '–' : `${ms(v)} ms`);
+  for (const setup of ['node-proxy', 'reverst', 'reverst-hop']) {
+    for (const c of [1, 10, 100]) {
+      const b = loadOf(before, setup, c);
+      const n = loadOf(now, setup, c);
+      add(`${setup} 1 KB c=${c} req/s`, b?.requestsPerSecond, n?.requestsPerSecond, rate);
+      if (setup !== 'node-proxy') add(`${setup} 1 KB c=${c} p99`, b?.p99Ms, n?.p99Ms, msf);
+    }
+    for (const kind of ['download', 'upload'] as const) {
+      add(`${setup} ${kind} MB/s`, bulkOf(before, setup, kind)?.median, bulkOf(now, setup, kind)?.median, (v) => fixed(v));
+      if (setup === 'reverst')
+        add(`${setup} ${kind} node + client ms CPU / MB`, tunnelCpuPerMb(bulkOf(before, setup, kind)), tunnelCpuPerMb(bulkOf(now, setup, kind)), (v) =>
+          fixed(v),
+        );
+    }
+  }
+  const mib = (v: number | undefined) => (v === undefined ? '–' : `${fixed(v / MiB)} MiB`);
+  const kib = (v: number | undefined) => (v === undefined ? '–' : `${fixed(v / KB)} KiB`);
+  add('idle node RSS', before.memory?.nodeIdleRss, now.memory?.nodeIdleRss, mib);
+  add('node memory per idle tunnel', before.memory?.nodeBytesPerTunnel, now.memory?.nodeBytesPerTunnel, kib);
+  add('node RSS under 1 KB c=100', loadOf(before, 'reverst', 100)?.nodeRssMax, loadOf(now, 'reverst', 100)?.nodeRssMax, mib);
+  add('storm: seconds until all registered', before.storm?.seconds, now.storm?.seconds, (v) => fixed(v));
+  add('storm: retries', before.storm?.retries, now.storm?.retries, rate);
+  add('storm: closed connection freed', before.storm?.freedMs, now.storm?.freedMs, msf);
+  return grid(rows);
 }
 
 export function failureLines(r: Results): string[] {

@@ -222,6 +222,8 @@ export interface StormResult {
   udpReceiveBufferDrops?: number | undefined;
   /** Of those, dropped on the node's own socket. */
   nodeSocketDrops?: number | undefined;
+  /** CPU seconds the node and the clients' process used until all registered. */
+  cpuSeconds: CpuSnapshot;
   closed: number;
   /** How long the clients' close() took. */
   closeMs: number;
@@ -239,7 +241,9 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
     const swarm = await startSwarm(node, spec.tls.caPath, o.stormTunnels, STORM_DEADLINE_MS, profileDir && path.join(profileDir, 'storm-swarm'));
     try {
       const dropsBefore = udpReceiveBufferErrors();
+      const cpuBefore = cpuSnapshot({ node: node.proc.child.pid!, clients: swarm.pid });
       const dialed = await command<Dialed>(swarm.port, '/dial', STORM_DEADLINE_MS + 10_000);
+      const cpu = cpuSince(cpuBefore, cpuSnapshot({ node: node.proc.child.pid!, clients: swarm.pid }));
       const dropsAfter = udpReceiveBufferErrors();
       const nodeDrops = udpSocketDrops(node.quicPort);
       const nodeCount = await activeTunnels(node, GROUP);
@@ -268,6 +272,7 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
         nodeCount,
         udpReceiveBufferDrops: dropsBefore === undefined || dropsAfter === undefined ? undefined : dropsAfter - dropsBefore,
         nodeSocketDrops: nodeDrops,
+        cpuSeconds: cpu,
         closed: closed.count,
         closeMs: closed.ms,
         freedMs,

@@ -67,7 +67,7 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     if (err.code === 'ECONNREFUSED') conn.abort(new QuicConnectionRefusedError(target, err));
   });
 
-  const timer = setTimeout(() => conn.abort(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);
+  const timer = setTimeout(() => conn.giveUp(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       conn.once('established', resolve);

@@ -26,6 +26,12 @@ export interface PacketSink {
   sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void;
   /** The connection has ended; forget it (and close a client's socket). */
   release(conn: QuicConnection): void;
+  /**
+   * Runs `conn.runTurn()` soon, after the current batch of I/O, together with the other
+   * connections of the endpoint (see QuicServer). Without it, each connection sets its own
+   * immediate.
+   */
+  runSoon?(conn: QuicConnection): void;
 }
 
 /** A graceful close waits at most this long for the peer to acknowledge what was sent. */
@@ -296,6 +302,22 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.schedule();
   }
 
+  /**
+   * Give up on the connection at once, telling the peer (a transport close it need not
+   * answer), so that it can let go too: a server counts a handshake given up by its client
+   * against its handshakes in progress until it hears so.
+   */
+  giveUp(err: QuicError): void {
+    if (this.#final) return;
+    try {
+      this.native.close(false, 0, Buffer.from(err.message.slice(0, 100)));
+      this.#flush();
+    } catch {
+      // Already closing.
+    }
+    this.abort(err);
+  }
+
   /** End the connection at once with a local error (connect timeout, refused). */
   abort(err: QuicError): void {
     if (this.#final) return;
@@ -307,7 +329,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   schedule(): void {
     if (this.#scheduled || this.#final) return;
     this.#scheduled = true;
-    setImmediate(this.#turn);
+    if (this.#sink.runSoon) this.#sink.runSoon(this);
+    else setImmediate(this.#turn);
+  }
+
+  /** The turn schedule() asked for, run by the endpoint that batches them. */
+  runTurn(): void {
+    this.#turn();
   }
 
   // --- StreamHost ----------------------------------------------------------

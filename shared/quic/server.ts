@@ -36,6 +36,19 @@ export const DEFAULT_RETRY_ABOVE_PENDING = 256;
 const MAX_QUEUED_OPENINGS = 16_384;
 /** Handshake work per loop turn before the socket is read again. */
 const OPENING_BUDGET_MS = 0.5;
+/**
+ * libuv reads at most this many datagrams from a socket per turn of the loop. A turn that got
+ * that many likely left more in the socket: then only one opening is handled before reading
+ * again, so a burst is taken into the queue (cheap) before its handshakes (dear) are done.
+ */
+const READS_PER_TURN = 32;
+
+/**
+ * Connection turns run per loop turn before the socket is read again. Normally all of them fit;
+ * in a storm of handshakes thousands are due at once, and running them all before reading again
+ * overflows the socket's receive buffer.
+ */
+const TURN_BUDGET_MS = 2;
 
 interface Opening {
   msg: Buffer;
@@ -75,6 +88,11 @@ export class QuicServer extends EventEmitter implements PacketSink {
   #openingsHead = 0;
   readonly #queuedKeys = new Set<string>();
   #openingsScheduled = false;
+  #readsSinceOpenings = 0;
+  // Connections waiting for their turn (see runSoon), a queue read from #turnsHead.
+  #turns: (QuicConnection | undefined)[] = [];
+  #turnsHead = 0;
+  #turnsScheduled = false;
 
   private constructor(socket: dgram.Socket, configs: { network: Config; loopback: Config }, options: QuicTransportOptions, retryAbove: number) {
     super();
@@ -137,6 +155,37 @@ export class QuicServer extends EventEmitter implements PacketSink {
     this.#socket.send(buf, offset, length, to.port, to.host);
   }
 
+  runSoon(conn: QuicConnection): void {
+    this.#turns.push(conn);
+    if (this.#turnsScheduled) return;
+    this.#turnsScheduled = true;
+    setImmediate(this.#runTurns);
+  }
+
+  /** Runs the connections' turns for TURN_BUDGET_MS; those scheduled meanwhile wait for the next loop turn, as with setImmediate. */
+  readonly #runTurns = (): void => {
+    this.#turnsScheduled = false;
+    const until = performance.now() + TURN_BUDGET_MS;
+    const end = this.#turns.length;
+    while (this.#turnsHead < end) {
+      const conn = this.#turns[this.#turnsHead]!;
+      this.#turns[this.#turnsHead++] = undefined;
+      conn.runTurn();
+      if (performance.now() >= until) break;
+    }
+    if (this.#turnsHead === this.#turns.length) {
+      this.#turns = [];
+      this.#turnsHead = 0;
+      return;
+    }
+    if (this.#turnsHead > 1024 && this.#turnsHead * 2 > this.#turns.length) {
+      this.#turns = this.#turns.slice(this.#turnsHead);
+      this.#turnsHead = 0;
+    }
+    this.#turnsScheduled = true;
+    setImmediate(this.#runTurns);
+  };
+
   release(conn: QuicConnection): void {
     this.#connections.delete(conn);
     for (const key of this.#routeKeys.get(conn) ?? []) this.#routes.delete(key);
@@ -144,6 +193,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
   }
 
   readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    this.#readsSinceOpenings++;
     const key = routingKey(msg);
     if (key === undefined) return;
     const conn = this.#routes.get(key);
@@ -168,7 +218,8 @@ export class QuicServer extends EventEmitter implements PacketSink {
   /** Works through waiting openings for OPENING_BUDGET_MS, while handshake slots are free. */
   readonly #handleOpenings = (): void => {
     this.#openingsScheduled = false;
-    const until = performance.now() + OPENING_BUDGET_MS;
+    const until = this.#readsSinceOpenings >= READS_PER_TURN ? 0 : performance.now() + OPENING_BUDGET_MS;
+    this.#readsSinceOpenings = 0;
     // A full set of handshakes resumes this when one of them settles.
     while (this.#openingsHead < this.#openings.length && this.#pending < MAX_PENDING_HANDSHAKES && !this.#closing) {
       const { msg, rinfo, key } = this.#openings[this.#openingsHead]!;

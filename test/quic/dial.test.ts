@@ -1,6 +1,8 @@
+import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { makeCa, makeServerCert, useCleanup } from '../harness/index.js';
-import { QuicTlsError, connectQuic } from '../../shared/quic/index.js';
+import { makeCa, makeServerCert, onCleanup, useCleanup } from '../harness/index.js';
+import { QuicConnectTimeoutError, QuicTlsError, connectQuic } from '../../shared/quic/index.js';
 import { ALPN, echoServer, pki, roundTrip } from './helpers.js';
 
 useCleanup();
@@ -20,6 +22,40 @@ describe('QUIC dialling', () => {
     }
   });
 
+  it('tells the server when it gives up a handshake, so the server frees its slot at once', async () => {
+    const p = await pki();
+    const server = await echoServer(p);
+    // A relay that passes the client's datagrams and, of the server's, only the Initial packet at the
+    // head of the first one: the client hears from the server (a client that never did just goes
+    // quiet, as RFC 9000 allows), and the handshake can never finish.
+    const front = dgram.createSocket('udp4');
+    const back = dgram.createSocket('udp4');
+    front.bind(0, '127.0.0.1');
+    back.bind(0, '127.0.0.1');
+    await Promise.all([once(front, 'listening'), once(back, 'listening')]);
+    onCleanup(() => {
+      front.close();
+      back.close();
+    });
+    let client: dgram.RemoteInfo | undefined;
+    let answered = false;
+    front.on('message', (msg, from) => {
+      client = from;
+      back.send(msg, server.address().port, '127.0.0.1');
+    });
+    back.on('message', (msg) => {
+      if (answered || !client) return;
+      answered = true;
+      front.send(msg.subarray(0, firstPacketLength(msg)), client.port, client.address);
+    });
+    const dial = connectQuic({ alpn: [ALPN], host: '127.0.0.1', port: front.address().port, serverName: 'localhost', ca: p.ca.cert, connectTimeoutMs: 1_500 });
+    await expect.poll(() => server.pendingHandshakes).toBe(1);
+    await expect(dial).rejects.toBeInstanceOf(QuicConnectTimeoutError);
+    // Left alone, the server would hold the slot for its handshake timeout (10 s).
+    await expect.poll(() => server.pendingHandshakes, { timeout: 2_000 }).toBe(0);
+    expect(server.connections.size).toBe(0);
+  });
+
   it('dials many connections at once without giving up on any', async () => {
     const p = await pki();
     const server = await echoServer(p);
@@ -31,3 +67,19 @@ describe('QUIC dialling', () => {
     await Promise.all(conns.map((c) => c.close()));
   });
 });
+
+/** Length of the first QUIC packet of a datagram that starts with an Initial (RFC 9000 §17.2.2). */
+function firstPacketLength(d: Buffer): number {
+  const varint = (at: number): [number, number] => {
+    const size = 1 << (d[at]! >> 6);
+    let value = d[at]! & 0x3f;
+    for (let i = 1; i < size; i++) value = value * 256 + d[at + i]!;
+    return [value, at + size];
+  };
+  let at = 5; // flags, version
+  at += 1 + d[at]!; // destination id
+  at += 1 + d[at]!; // source id
+  const [tokenLength, afterToken] = varint(at);
+  const [length, afterLength] = varint(afterToken + tokenLength);
+  return afterLength + length;
+}
