@@ -11,7 +11,7 @@ import { command } from './http-probe.js';
 import type { LoadGenerator, LoadResult } from './load.js';
 import { ORIGIN_PATHS } from './nginx.js';
 import type { BenchOptions } from './options.js';
-import { cpuSince, cpuSnapshot, rssBytes, sampleRss, udpReceiveBufferErrors, udpSocketDrops, type CpuSnapshot } from './procfs.js';
+import { cpuSeconds, cpuSince, cpuSnapshot, rssBytes, sampleRss, udpReceiveBufferErrors, udpSocketDrops, type CpuSnapshot } from './procfs.js';
 import { activeTunnels, ROOT, startNode, type NodeSpec, type ReverstNode } from './reverst.js';
 import { GROUP, LARGE_BYTES, UPLOAD_BYTES, type Setup, type Site } from './setups.js';
 import type { SwarmSpec } from './swarm.js';
@@ -224,6 +224,7 @@ export interface StormResult {
   nodeSocketDrops?: number | undefined;
   /** CPU seconds the node and the clients' process used until all registered. */
   cpuSeconds: CpuSnapshot;
+  timeline: Array<{ ms: number; drops: number | undefined; nodeCpu: number | undefined }>;
   closed: number;
   /** How long the clients' close() took. */
   closeMs: number;
@@ -242,7 +243,14 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
     try {
       const dropsBefore = udpReceiveBufferErrors();
       const cpuBefore = cpuSnapshot({ node: node.proc.child.pid!, clients: swarm.pid });
-      const dialed = await command<Dialed>(swarm.port, '/dial', STORM_DEADLINE_MS + 10_000);
+      // Every half second: the node's socket drops so far, and its CPU seconds (where the time goes).
+      const timeline: Array<{ ms: number; drops: number | undefined; nodeCpu: number | undefined }> = [];
+      const begun = Date.now();
+      const sampler = setInterval(
+        () => timeline.push({ ms: Date.now() - begun, drops: udpSocketDrops(node.quicPort), nodeCpu: cpuSeconds(node.proc.child.pid) }),
+        500,
+      );
+      const dialed = await command<Dialed>(swarm.port, '/dial', STORM_DEADLINE_MS + 10_000).finally(() => clearInterval(sampler));
       const cpu = cpuSince(cpuBefore, cpuSnapshot({ node: node.proc.child.pid!, clients: swarm.pid }));
       const dropsAfter = udpReceiveBufferErrors();
       const nodeDrops = udpSocketDrops(node.quicPort);
@@ -273,6 +281,7 @@ export async function stormRun(spec: NodeSpec, o: BenchOptions, profileDir?: str
         udpReceiveBufferDrops: dropsBefore === undefined || dropsAfter === undefined ? undefined : dropsAfter - dropsBefore,
         nodeSocketDrops: nodeDrops,
         cpuSeconds: cpu,
+        timeline,
         closed: closed.count,
         closeMs: closed.ms,
         freedMs,
