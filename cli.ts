@@ -1,4 +1,5 @@
-// The one command: a data-plane node by default, `reverst http` to expose a local server.
+// The one command: a data-plane node by default, `reverst http` to expose a local server,
+// `reverst control-plane` to serve groups and auth to nodes.
 import { ReverstError } from './shared/errors.js';
 
 async function main(argv: string[]): Promise<void> {
@@ -6,6 +7,10 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'http') {
     const { runHttpCommand } = await import('./client/http-command.js');
     return runHttpCommand(rest);
+  }
+  if (command === 'control-plane') {
+    const { runControlPlane } = await import('./control-plane/node.js');
+    return runControlPlane(rest);
   }
   const { runNode } = await import('./data-plane/main.js');
   return runNode(command === 'data-plane' ? rest : argv);

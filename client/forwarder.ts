@@ -9,6 +9,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { pipeline, type Duplex } from 'node:stream';
+import { ReverstError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { HOP_BY_HOP, connectionListed, declaresBody, rawTextResponse, replyText } from '../shared/http.js';
 
@@ -41,7 +42,8 @@ class OriginTimeoutError extends Error {
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { origin, preserveHost = false, timeoutMs = DEFAULT_ORIGIN_TIMEOUT_MS } = options;
-  if (origin.protocol !== 'http:' && origin.protocol !== 'https:') throw new TypeError(`origin must be http: or https:, got ${origin.protocol}`);
+  if (origin.protocol !== 'http:' && origin.protocol !== 'https:')
+    throw new ReverstError('ERR_INVALID_OPTION', `origin must be http: or https:, got ${origin.protocol}`);
   const logger = (options.logger ?? silentLogger).child({ component: 'forwarder', origin: origin.origin });
   const secure = origin.protocol === 'https:';
   // Keep-alive saves a TCP (and TLS) handshake per request; LIFO reuses the socket least likely to have idled out.

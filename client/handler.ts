@@ -8,6 +8,7 @@
  * `{ listener }` or `{ fetch }` when in doubt.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { fetchListener, type FetchHandler } from './fetch-adapter.js';
 import { replyText } from '../shared/http.js';
@@ -35,7 +36,7 @@ function toListener(handler: Exclude<Handler, http.Server>, logger: Logger): htt
   }
   if ('fetch' in handler && typeof handler.fetch === 'function') return fetchListener(handler.fetch.bind(handler), logger);
   if ('listener' in handler && typeof handler.listener === 'function') return guardListener(handler.listener, logger);
-  throw new TypeError('handler: give a fetch handler, a Node request listener, an http.Server, { fetch } or { listener }');
+  throw new ReverstError('ERR_INVALID_OPTION', 'handler: give a fetch handler, a Node request listener, an http.Server, { fetch } or { listener }');
 }
 
 /**

@@ -9,7 +9,14 @@ describe('reverst http flags', () => {
   it('reads the origin and flags, with defaults', () => {
     const command = parse(['3000', '--group', 'g']);
     expect(command.origin.href).toBe('http://localhost:3000/');
-    expect(command.connect).toEqual({ addresses: [DEFAULT_ADDRESS], serverName: undefined, insecure: false, group: 'g', auth: undefined });
+    expect(command.connect).toEqual({
+      addresses: [DEFAULT_ADDRESS],
+      serverName: undefined,
+      insecure: false,
+      group: 'g',
+      auth: undefined,
+      retryNotFound: false,
+    });
     expect(command).toMatchObject({ preserveHost: false, originTimeoutMs: 60_000, logLevel: 'info', caPath: undefined });
   });
 
@@ -35,6 +42,7 @@ describe('reverst http flags', () => {
       '1m30s',
       '-l',
       'DEBUG',
+      '--retry-not-found',
     ]);
     expect(command.origin.href).toBe('https://127.0.0.1:8443/app');
     expect(command.connect).toEqual({
@@ -43,6 +51,7 @@ describe('reverst http flags', () => {
       insecure: false,
       group: 'g',
       auth: { scheme: 'Basic', credentials: Buffer.from('u:p').toString('base64') },
+      retryNotFound: true,
     });
     expect(command).toMatchObject({ caPath: 'ca.pem', preserveHost: true, originTimeoutMs: 90_000, logLevel: 'debug' });
   });
@@ -59,7 +68,14 @@ describe('reverst http flags', () => {
       REVERST_LOG: 'warn',
     });
     expect(command.origin.href).toBe('http://localhost:8080/');
-    expect(command.connect).toEqual({ addresses: ['a:1', 'b:2'], serverName: 'n', insecure: true, group: 'g', auth: { scheme: 'Bearer', credentials: 't0k' } });
+    expect(command.connect).toEqual({
+      addresses: ['a:1', 'b:2'],
+      serverName: 'n',
+      insecure: true,
+      group: 'g',
+      auth: { scheme: 'Bearer', credentials: 't0k' },
+      retryNotFound: false,
+    });
     expect(command).toMatchObject({ preserveHost: true, originTimeoutMs: 5_000, logLevel: 'warn' });
   });
 
@@ -76,15 +92,18 @@ describe('reverst http flags', () => {
 
   it.each([
     [[], {}, /give the local port or URL/],
-    [['1', '2', '--group', 'g'], {}, /expected one port or URL/],
-    [['1'], {}, /--group \(or REVERST_GROUP\) is required/],
-    [['1', '--group', 'g', '--bogus'], {}, /Unknown option '--bogus'/],
-    [['1', '--group', 'g', '--address', 'nope'], {}, /expected host:port/],
-    [['1', '--group', 'g', '--token', 't', '--username', 'u'], {}, /--token and --username\/--password conflict/],
-    [['1', '--group', 'g', '--username', 'u'], {}, /--username and --password go together/],
+    [['1', '2', '--group', 'g'], {}, /expected one local port or URL to expose, got 1 2/],
+    [['1'], {}, /missing required flag: --group \(or REVERST_GROUP\)/],
+    [['1', '--group', 'g', '--bogus'], {}, /unknown flag --bogus/],
+    [['1', '--group', 'g', '--address', 'nope'], {}, /--address: expected HOST:PORT/],
+    [['1', '--group', 'g', '--address', '[::1]:7171', '--address', 'a:0'], {}, /--address: port 0 is out of range 1-65535/],
+    [['1', '--group', 'g', '--token', 't', '--username', 'u', '--password', 'p'], {}, /--username and --token conflict: give one kind of credentials/],
+    [['1', '--group', 'g', '--username', 'u'], {}, /--username needs --password too/],
+    [['1', '--group', 'g', '--password', 'p'], {}, /--password needs --username too/],
     [['1', '--group', 'g', '--ca', 'x', '--insecure'], {}, /--ca and --insecure conflict/],
-    [['1', '--group', 'g', '--origin-timeout', '30'], {}, /--origin-timeout: expected a duration/],
-    [['1', '--group', 'g', '--origin-timeout', '0'], {}, /--origin-timeout: expected a duration/],
+    [['1', '--group', 'g', '--origin-timeout', '30'], {}, /--origin-timeout: "30" is not a duration/],
+    [['1', '--group', 'g', '--origin-timeout', '0'], {}, /--origin-timeout: give a duration above 0/],
+    [['1', '--group', 'g', '--insecure=perhaps'], {}, /--insecure: expected true or false/],
     [['1', '--group', 'g', '-l', 'loud'], {}, /unknown log level/],
     [['ftp://x', '--group', 'g'], {}, /origin must be http or https/],
     [['1'], { REVERST_GROUP: 'g', REVERST_INSECURE: 'maybe' }, /REVERST_INSECURE: expected true or false/],

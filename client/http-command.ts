@@ -4,61 +4,67 @@
  * the command line wins. The repeatable --address takes a comma-separated list in env.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { parseDuration } from '../shared/config/duration.js';
-import { BadRequestError, RegistrationError, ReverstError, UnauthorizedError } from '../shared/errors.js';
-import { createLogger, parseLogLevel, type LogLevel } from '../shared/log.js';
+import { normalizeHostPort } from '../shared/address.js';
+import { BadRequestError, NotFoundError, RegistrationError, ReverstError, ServerNameError, UnauthorizedError } from '../shared/errors.js';
+import { LOG_FLAG, parseCommandLine, usage, type CommandSpec, type FlagSpec } from '../shared/flags.js';
+import { createLogger, type LogLevel } from '../shared/log.js';
 import { basic, bearer } from './auth.js';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, createForwarder } from './forwarder.js';
-import { parseAddress, type ConnectOptions } from './options.js';
+import { createForwarder } from './forwarder.js';
+import type { ConnectOptions } from './options.js';
 import { connect, type Tunnel } from './tunnel.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7171';
 
-export const USAGE = `COMMAND
-  reverst http
+const HTTP_FLAGS = [
+  LOG_FLAG,
+  {
+    long: 'address',
+    kind: 'list',
+    value: 'HOST:PORT',
+    help: 'node to dial; repeat for failover, tried in order',
+    default: DEFAULT_ADDRESS,
+    parse: (text: string) => normalizeHostPort(text),
+  },
+  { long: 'server-name', kind: 'string', value: 'NAME', help: "name the node's certificate must carry", defaultText: "the address's host" },
+  {
+    long: 'ca',
+    kind: 'string',
+    value: 'FILE',
+    help: 'PEM CA bundle to verify the node with',
+    defaultText: 'public roots',
+    conflicts: { insecure: '--insecure skips the verification the CA is for' },
+  },
+  { long: 'insecure', kind: 'boolean', help: "do not verify the node's certificate (local experiments only)" },
+  { long: 'group', kind: 'string', value: 'NAME', help: 'tunnel group to register on', required: true },
+  {
+    long: 'username',
+    kind: 'string',
+    value: 'USER',
+    help: 'basic authentication, with --password',
+    requires: ['password'],
+    conflicts: { token: 'give one kind of credentials' },
+  },
+  { long: 'password', kind: 'string', value: 'PASS', help: 'basic authentication, with --username', requires: ['username'] },
+  { long: 'token', kind: 'string', value: 'TOKEN', help: 'bearer authentication' },
+  { long: 'preserve-host', kind: 'boolean', help: "send the visitor's Host to the origin instead of the origin's own" },
+  { long: 'origin-timeout', kind: 'duration', help: 'give up on an origin silent this long', default: '1m0s' },
+  { long: 'retry-not-found', kind: 'boolean', help: 'keep retrying while the node does not know the group (it may appear on a reload)' },
+] as const satisfies readonly FlagSpec[];
 
-USAGE
-  reverst http <port|url> [FLAGS]
+export const HTTP_COMMAND = {
+  name: 'reverst http',
+  usage: ['reverst http <port|url> [FLAGS]'],
+  description: [
+    'Exposes a local HTTP server through a tunnel: requests to the tunnel group are',
+    'forwarded to <url> (a bare port means http://localhost:<port>). WebSocket and other',
+    'Upgrade requests pass through. Prefer the environment for secrets (REVERST_PASSWORD).',
+  ].join('\n'),
+  flags: HTTP_FLAGS,
+  positionals: { name: 'local port or URL to expose', min: 1, max: 1 },
+} as const satisfies CommandSpec;
 
-  Exposes a local HTTP server through a tunnel: requests to the tunnel group are
-  forwarded to <url> (a bare port means http://localhost:<port>). WebSocket and other
-  Upgrade requests pass through.
-
-FLAGS
-  -l, --log LEVEL                debug, info, warn or error (default: info)
-      --address HOST:PORT        node to dial; repeat for failover, tried in order (default: ${DEFAULT_ADDRESS})
-      --server-name NAME         name the node's certificate must carry (default: the address's host)
-      --ca FILE                  PEM CA bundle to verify the node with (default: public roots)
-      --insecure                 do not verify the node's certificate (local experiments only)
-      --group NAME               tunnel group to register on (required)
-      --username USER            basic authentication, with --password
-      --password PASS
-      --token TOKEN              bearer authentication
-      --preserve-host            send the visitor's Host to the origin (default: the origin's host)
-      --origin-timeout DURATION  give up on an origin silent this long (default: ${DEFAULT_ORIGIN_TIMEOUT_MS / 1000}s)
-  -h, --help                     show this help
-
-Each flag can also be set as REVERST_<LONG_NAME>, e.g. REVERST_GROUP, REVERST_PASSWORD;
-REVERST_ADDRESS takes a comma-separated list. Prefer the environment for secrets.
-`;
-
-const FLAGS = {
-  log: { type: 'string', short: 'l' },
-  address: { type: 'string', multiple: true },
-  'server-name': { type: 'string' },
-  ca: { type: 'string' },
-  insecure: { type: 'boolean' },
-  group: { type: 'string' },
-  username: { type: 'string' },
-  password: { type: 'string' },
-  token: { type: 'string' },
-  'preserve-host': { type: 'boolean' },
-  'origin-timeout': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-type FlagName = keyof typeof FLAGS;
+/** `reverst http -h`. */
+export const USAGE = usage(HTTP_COMMAND);
 
 export interface HttpCommand {
   origin: URL;
@@ -72,72 +78,29 @@ export interface HttpCommand {
 
 const invalid = (message: string) => new ReverstError('ERR_INVALID_OPTION', `${message} (see reverst http -h)`);
 
-const envName = (flag: string) => `REVERST_${flag.toUpperCase().replace(/-/g, '_')}`;
-
 /** Parses argv and env into what the command runs; 'help' if -h was given. */
 export function parseHttpCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): HttpCommand | 'help' {
-  // Asking for help is honoured even next to a mistake.
-  if (parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: false }).values.help === true) return 'help';
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw invalid((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-
-  const text = (flag: Exclude<FlagName, 'address' | 'insecure' | 'preserve-host' | 'help'>): string | undefined =>
-    values[flag] ?? (env[envName(flag)] || undefined);
-  const flag = (name: 'insecure' | 'preserve-host'): boolean => values[name] ?? envBoolean(env, name);
-
-  if (positionals.length !== 1)
-    throw invalid(positionals.length === 0 ? 'give the local port or URL to expose' : `expected one port or URL, got ${positionals.join(' ')}`);
-  const origin = parseOrigin(positionals[0]!);
-
-  const addresses = values.address ??
-    env[envName('address')]
-      ?.split(',')
-      .map((a) => a.trim())
-      .filter(Boolean) ?? [DEFAULT_ADDRESS];
-  if (addresses.length === 0) throw invalid('--address: give at least one HOST:PORT');
-  for (const address of addresses) parseAddress(address);
-
-  const group = text('group');
-  if (!group) throw invalid(`--group (or ${envName('group')}) is required: the tunnel group to register on`);
-
-  const [username, password, token] = [text('username'), text('password'), text('token')];
-  if (token && (username || password)) throw invalid('--token and --username/--password conflict: give one kind of credentials');
-  if ((username === undefined) !== (password === undefined)) throw invalid('--username and --password go together');
-
-  const caPath = text('ca');
-  const insecure = flag('insecure');
-  if (caPath && insecure) throw invalid('--ca and --insecure conflict: --insecure skips the verification the CA is for');
-
-  const timeout = text('origin-timeout');
-  const originTimeoutMs = timeout === undefined ? DEFAULT_ORIGIN_TIMEOUT_MS : parseDuration(timeout);
-  if (!originTimeoutMs) throw invalid(`--origin-timeout: expected a duration such as 30s or 2m, got ${JSON.stringify(timeout)}`);
-
+  const flags = parseCommandLine(HTTP_COMMAND, argv, env);
+  if (flags.help) return 'help';
+  const origin = parseOrigin(flags.positionals[0]!);
+  if (flags.address.length === 0) throw invalid('--address: give at least one HOST:PORT');
+  if (flags.originTimeoutMs <= 0) throw invalid('--origin-timeout: give a duration above 0, such as 30s or 2m');
+  const { username, password, token } = flags;
   return {
     origin,
     connect: {
-      addresses,
-      serverName: text('server-name'),
-      insecure,
-      group,
-      auth: token ? bearer(token) : username !== undefined ? basic(username, password!) : undefined,
+      addresses: flags.address,
+      serverName: flags.serverName,
+      insecure: flags.insecure,
+      group: flags.group,
+      auth: token ? bearer(token) : username !== undefined && password !== undefined ? basic(username, password) : undefined,
+      retryNotFound: flags.retryNotFound,
     },
-    caPath,
-    preserveHost: flag('preserve-host'),
-    originTimeoutMs,
-    logLevel: parseLogLevel(text('log') ?? 'info'),
+    caPath: flags.ca,
+    preserveHost: flags.preserveHost,
+    originTimeoutMs: flags.originTimeoutMs,
+    logLevel: flags.log,
   };
-}
-
-function envBoolean(env: NodeJS.ProcessEnv, flag: string): boolean {
-  const value = env[envName(flag)]?.trim().toLowerCase();
-  if (value === undefined || value === '' || value === 'false' || value === '0') return false;
-  if (value === 'true' || value === '1') return true;
-  throw invalid(`${envName(flag)}: expected true or false, got ${JSON.stringify(value)}`);
 }
 
 /** A bare port means the local machine; `localhost` lets Node try both IPv4 and IPv6. */
@@ -211,8 +174,14 @@ function refusal(error: RegistrationError): ReverstError {
   const hint =
     error instanceof UnauthorizedError
       ? ' (check --username/--password or --token)'
-      : error instanceof BadRequestError
-        ? ' (check --group; the node may speak another protocol version)'
-        : '';
-  return new ReverstError(error.code, `registration failed: ${error.message}${hint}`, { cause: error });
+      : error instanceof NotFoundError
+        ? ' (check --group, or give --retry-not-found to wait for it)'
+        : error instanceof ServerNameError
+          ? ' (check --server-name)'
+          : error instanceof BadRequestError
+            ? ' (check --group; the node may speak another protocol version)'
+            : '';
+  // A wrong server name fails before any registration: its message says what happened.
+  const what = error instanceof ServerNameError ? error.message : `registration failed: ${error.message}`;
+  return new ReverstError(error.code, `${what}${hint}`, { cause: error });
 }

@@ -19,5 +19,6 @@ export {
   RegistrationError,
   ReverstError,
   ServerError,
+  ServerNameError,
   UnauthorizedError,
 } from '../shared/errors.js';

@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import { rootCertificates } from 'node:tls';
+import { parseHostPort } from '../shared/address.js';
 import { ReverstError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
@@ -51,6 +52,11 @@ export interface ConnectOptions {
   unresponsiveTimeoutMs?: number | undefined;
   connectTimeoutMs?: number | undefined;
   registrationTimeoutMs?: number | undefined;
+  /**
+   * Keep retrying while the node does not know the group (it may be added by a reload). By
+   * default a "not found" stops the tunnel with NotFoundError, as a misspelt group never appears.
+   */
+  retryNotFound?: boolean | undefined;
   /** Aborting stops the tunnel, like close(); a pending connect() rejects. */
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
@@ -80,19 +86,20 @@ export interface TunnelOptions {
   unresponsiveTimeoutMs: number;
   connectTimeoutMs: number;
   registrationTimeoutMs: number;
+  retryNotFound: boolean;
   signal?: AbortSignal | undefined;
   logger: Logger;
 }
 
 const invalid = (message: string) => new ReverstError('ERR_INVALID_OPTION', message);
 
+/** A node address to dial (`host:port`, `[::1]:7171`); throws a ReverstError naming the problem. */
 export function parseAddress(text: string): Address {
-  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text.trim());
-  const port = match ? Number(match[3]) : 0;
-  if (!match || port < 1 || port > 65535) {
-    throw invalid(`address ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:7171 or [::1]:7171`);
+  try {
+    return { ...parseHostPort(text), text: text.trim() };
+  } catch (err) {
+    throw invalid(`addresses: ${(err as Error).message}`);
   }
-  return { host: (match[1] ?? match[2])!, port, text: text.trim() };
 }
 
 function positive(name: string, value: number | undefined, fallback: number, { integer = false } = {}): number {
@@ -149,6 +156,7 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     unresponsiveTimeoutMs,
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     registrationTimeoutMs: positive('registrationTimeoutMs', options.registrationTimeoutMs, DEFAULT_REGISTRATION_TIMEOUT_MS),
+    retryNotFound: options.retryNotFound ?? false,
     signal: options.signal,
     logger,
   };

@@ -21,8 +21,9 @@ import {
   type Frame,
   type RegisterRequest,
 } from '../shared/protocol.js';
-import { QuicClosedError, connectQuic, type QuicCloseInfo, type QuicConnection, type QuicStream } from '../shared/quic/index.js';
+import { QuicClosedError, connectQuic, type QuicCloseInfo, type QuicConnectOptions, type QuicConnection, type QuicStream } from '../shared/quic/index.js';
 import type { Address, TunnelOptions } from './options.js';
+import { explainTlsFailure } from './server-name.js';
 
 /**
  * After a registration step fails, how long to wait for the node's CONNECTION_CLOSE: a
@@ -136,7 +137,7 @@ export class Session extends EventEmitter<SessionEvents> {
 /** Dial `address`, register on the group and start serving. Rejects with why it failed. */
 export async function openSession(options: SessionOptions): Promise<Session> {
   const { address, logger } = options;
-  const conn = await connectQuic({
+  const dial: QuicConnectOptions = {
     alpn: [ALPN],
     host: address.host,
     port: address.port,
@@ -147,6 +148,9 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     keepAliveMs: options.keepAliveMs,
     unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
     connectTimeoutMs: options.connectTimeoutMs,
+  };
+  const conn = await connectQuic(dial).catch(async (error: unknown) => {
+    throw await explainTlsFailure(error, dial);
   });
   // The first requests can arrive right behind the registration answer: serve from the start.
   const requests = new RequestStreams(conn, options.server, logger);

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { RegistrationError, ServerError } from '../shared/errors.js';
+import { NotFoundError, RegistrationError, ServerError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { AddressRing, Backoff } from './backoff.js';
 import { DEFAULT_CLOSE_GRACE_MS, HEALTHY_AFTER_MS, parseConnectOptions, type Address, type ConnectOptions, type TunnelOptions } from './options.js';
@@ -58,7 +58,9 @@ interface Slot {
   retiring: Map<Session, number>;
 }
 
-const isFatal = (error: unknown): error is RegistrationError => error instanceof RegistrationError && !error.retryable;
+/** What stops the tunnel: a refusal retrying cannot help, but "not found" if the caller waits for the group. */
+const isFatal = (error: unknown, options: TunnelOptions): error is RegistrationError =>
+  error instanceof RegistrationError && !error.retryable && !(options.retryNotFound && error instanceof NotFoundError);
 const asError = (error: unknown): Error => (error instanceof Error ? error : new ServerError(String(error)));
 
 export class Tunnel extends EventEmitter<TunnelEvents> {
@@ -126,7 +128,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         session = await this.#open(address);
       } catch (error) {
         if (this.#stop.signal.aborted) return;
-        if (isFatal(error)) return this.#fail(error);
+        if (isFatal(error, this.#options)) return this.#fail(error);
         ring.advance();
         await this.#pause(backoff, asError(error), address);
         continue;
@@ -156,7 +158,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         this.#retire(slot, session, outcome.deadlineMs);
         continue;
       }
-      if (isFatal(outcome.error)) return this.#fail(outcome.error);
+      if (isFatal(outcome.error, this.#options)) return this.#fail(outcome.error);
       await this.#pause(backoff, outcome.error ?? new ServerError('connection closed'), address);
     }
   }
@@ -246,7 +248,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 /**
  * Register on a tunnel group and serve the requests it receives. Resolves once the first
  * registration succeeds; rejects if the node refuses it for good (UnauthorizedError,
- * BadRequestError), and keeps retrying anything else.
+ * NotFoundError unless `retryNotFound`, BadRequestError, ServerNameError), and keeps
+ * retrying anything else.
  */
 export async function connect(options: ConnectOptions): Promise<Tunnel> {
   const tunnel = new Tunnel(options);

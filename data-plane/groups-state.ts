@@ -1,6 +1,8 @@
 import { createAuthenticator, type Authenticator } from '../shared/auth/index.js';
-import type { Group, GroupsConfig, GroupsSource } from '../shared/config/index.js';
+import type { Group, GroupsConfig, GroupsSource, GroupsSourceStatus } from '../shared/config/index.js';
+import { NotFoundError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { closeForError } from '../shared/protocol.js';
 import { reauthorize } from './registration.js';
 import type { TunnelRegistry } from './tunnels.js';
 
@@ -35,6 +37,7 @@ export class GroupsState {
           log.info('tunnel groups reloaded', { source: source.name, groups: [...next.groups.keys()] });
         },
         (err) => log.error('tunnel groups reload failed; keeping the last good config', { source: source.name, error: err.message }),
+        () => log.debug('tunnel groups reread: unchanged', { source: source.name }),
       );
     }
     return state;
@@ -56,6 +59,11 @@ export class GroupsState {
     return a;
   }
 
+  /** Whether the source has given a config at all, and how current it is (for /readyz). */
+  sourceStatus(): GroupsSourceStatus {
+    return this.#source.status?.() ?? { ready: true, detail: `loaded from ${this.#source.name}` };
+  }
+
   close(): void {
     this.#source.close();
   }
@@ -65,6 +73,11 @@ export class GroupsState {
     this.#config = next;
     this.#authenticators = new Map();
     this.#registry.setPolicies((g) => this.#config.groups.get(g)?.loadBalancing ?? 'round-robin');
+    if (next.groups.size === 0) {
+      this.#log.warn('the tunnel groups source defines no groups: every request is answered 404 and every registration "not found"', {
+        source: this.#source.name,
+      });
+    }
     const reauthenticate = new Set<string>();
     for (const [name, group] of next.groups) {
       if (!group.authentication.basic && !group.authentication.bearer && !group.authentication.external) {
@@ -75,7 +88,7 @@ export class GroupsState {
     for (const tunnel of this.#registry.all()) {
       const group = next.groups.get(tunnel.group);
       // Tunnels of a group that is gone serve nothing: tell their clients.
-      if (!group) void tunnel.connection.close({ code: 0x2, reason: 'not found' });
+      if (!group) void tunnel.connection.close(closeForError(new NotFoundError()));
       // Changed credentials (a rotated password or token) apply to tunnels already in, too.
       else if (reauthenticate.has(tunnel.group)) {
         void reauthorize(tunnel, {

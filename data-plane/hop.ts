@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import net from 'node:net';
 import { Agent, request as undiciRequest } from 'undici';
+import { parseHostPort } from '../shared/address.js';
 import { sameDigest, sha256 } from '../shared/auth/index.js';
 import { HOP_BY_HOP } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
@@ -21,11 +22,6 @@ export const HOP_HEADERS = new Set([HOP_SECRET_HEADER, HOP_FROM_HEADER, HOP_GROU
 export function secretChecker(secret: string): (given: string | string[] | undefined) => boolean {
   const expected = sha256(secret);
   return (given) => typeof given === 'string' && sameDigest(given, expected);
-}
-
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
 export interface HopTarget {
@@ -130,7 +126,7 @@ export class HopClient {
 
   /** A plain TCP connection to a node's hop listener, for Upgrade requests (they leave the pool). */
   connectRaw(target: HopTarget): Promise<net.Socket> {
-    const { host, port } = splitHostPort(target.address);
+    const { host, port } = parseHostPort(target.address);
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port }, () => {
         socket.off('error', reject);

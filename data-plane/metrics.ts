@@ -56,6 +56,7 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'reverst_process_' });
+    // prom-client's names already start process_ and nodejs_: prefixed once, they read reverst_process_cpu_seconds_total.
+    collectDefaultMetrics({ register: this.registry, prefix: 'reverst_' });
   }
 }

@@ -1,25 +1,37 @@
+/**
+ * One data-plane node: QUIC tunnels in, public HTTP in, requests out through tunnels (or
+ * over the hop to the node holding one). This file checks the options and puts the parts
+ * together; listeners.ts opens the sockets, cluster.ts holds membership and the hop,
+ * lifecycle.ts drains and stops.
+ */
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
-import { rawTextResponse } from '../shared/http.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { rateLimited } from '../shared/log-limits.js';
-import { ALPN, encodeFrame } from '../shared/protocol.js';
-import { QuicServer, type HostPort, type QuicConnection } from '../shared/quic/index.js';
+import { checkKeyPair } from '../shared/pem.js';
+import { CloseCode } from '../shared/protocol.js';
+import type { QuicConnection } from '../shared/quic/index.js';
+import { redactUrl } from '../shared/redact.js';
+import { Cluster } from './cluster.js';
 import { GroupsState } from './groups-state.js';
-import { HopClient, type HopTarget } from './hop.js';
-import { createHopListener } from './hop-listener.js';
-import { createManagementServer } from './management.js';
-import { DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, createMembership, type Membership } from './membership/index.js';
+import { Intake, NodeLifecycle } from './lifecycle.js';
+import { LISTENER_FLAGS, createPublicServer, listen, listenTunnels } from './listeners.js';
+import { createManagementServer, type Readiness } from './management.js';
+import type { Membership } from './membership/index.js';
 import { Metrics } from './metrics.js';
 import { createProxy } from './proxy.js';
 import { DEFAULT_REGISTRATION_TIMEOUT_MS, register } from './registration.js';
 import { TunnelRegistry } from './tunnels.js';
 
+export { HANDOVER_WAIT_MS } from './cluster.js';
+export { DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_DRAIN_TIMEOUT_MS } from './lifecycle.js';
+export { DEFAULT_HEADERS_TIMEOUT_MS } from './listeners.js';
+
 export interface NodeOptions {
-  /** QUIC listener for tunnels, `host:port`. */
+  /** QUIC listener for tunnels, `host:port` (`[::1]:7171` for IPv6; port 0 picks one). */
   tunnelAddress: string;
   /** Public HTTP listener, `host:port`. */
   httpAddress: string;
@@ -29,9 +41,13 @@ export interface NodeOptions {
   serverName: string;
   key: string | Buffer;
   cert: string | Buffer;
-  /** `-g`: a path, `file://…`, or a ready source. */
+  /** `-g`: a path, `file://…`, a control plane's `http(s)://…/v1/groups`, or a ready source. */
   groups: string | GroupsSource;
   watchGroups: boolean;
+  /** The control plane's API token (`-g http(s)://…`). */
+  controlPlaneToken?: string | undefined;
+  /** Where the last config from a control plane is kept, for a start while it is down. */
+  groupsCache?: string | undefined;
   maxIdleTimeoutMs: number;
   keepAlivePeriodMs: number;
   /** Drop a tunnel whose client acknowledges nothing this long while data waits (default 5 s; 0: idle timeout only). */
@@ -45,6 +61,8 @@ export interface NodeOptions {
   nodeId?: string | undefined;
   /** Where nodes publish which groups they hold: `memory` (default: this node alone), `redis://…`, `nats://…`. */
   membership?: string | undefined;
+  /** Keeps this cluster apart from others sharing the store (default `reverst`; or `?namespace=` on the URL). */
+  membershipNamespace?: string | undefined;
   /** How long a node that stops heartbeating stays in the route tables (default 6 s). */
   membershipTtlMs?: number | undefined;
   /** The internal hop listener other nodes forward requests to, `host:port` (cluster only). */
@@ -76,51 +94,60 @@ export interface DataPlaneNode {
   readonly closed: Promise<void>;
 }
 
-export const DEFAULT_DRAIN_DEADLINE_MS = 10_000;
-/** How long a request waits for a moving tunnel (see ProxyDeps.awaitHolder): a reconnect or hand-over takes well under this. */
-export const HANDOVER_WAIT_MS = 2_000;
-
-/** Polls `done` until it holds or `ms` pass (drains only: rare, and a 25 ms poll costs nothing). */
-async function waitUntil(done: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-}
-export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
-/** Node's own default: a slow visitor's head is waited on this long before a 408. */
-export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
-
-export function parseHostPort(value: string, flag: string): HostPort {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new TypeError(`${flag}: expected HOST:PORT (e.g. 127.0.0.1:7171), got "${value}"`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-function listen(server: http.Server, at: HostPort): Promise<HostPort> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(at.port, at.host, () => {
-      server.off('error', reject);
-      const a = server.address() as AddressInfo;
-      resolve({ host: a.address, port: a.port });
-    });
-  });
-}
-
-/** Start one data-plane node: QUIC tunnels in, public HTTP in, requests out through tunnels. */
-export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
-  const membershipUrl = options.membership ?? 'memory';
-  const clustered = !/^memory(:|$)/.test(membershipUrl);
-  if (clustered && (!options.internalAddress || !options.clusterSecret)) {
-    throw new ReverstError(
-      'ERR_INVALID_OPTION',
-      '--membership with a shared store needs --internal-address (where other nodes reach this one) and --cluster-secret or --cluster-secret-file',
-    );
-  }
-  // What is open so far, closed again (last first) if a later step fails (a port in use, a bad store URL).
-  const opened: Array<() => unknown> = [];
+/** A listener's address, or a one-line error naming its flag. */
+function listenerAddress(text: string, flag: string): HostPort {
   try {
-    return await openNode(options, { membershipUrl, clustered }, opened);
+    return parseHostPort(text, LISTEN);
+  } catch (err) {
+    throw new ReverstError('ERR_INVALID_OPTION', `${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** What startNode checked before opening anything. */
+interface Checked {
+  nodeId: string;
+  log: Logger;
+  at: { tunnel: HostPort; http: HostPort; management: HostPort | undefined };
+  source: GroupsSource;
+  registry: TunnelRegistry;
+  metrics: Metrics;
+  cluster: Cluster;
+}
+
+/** Start one data-plane node. Every option is checked before anything loads or listens. */
+export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
+  const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
+  const log = options.logger.child({ node: nodeId });
+  const at = {
+    tunnel: listenerAddress(options.tunnelAddress, LISTENER_FLAGS.tunnel),
+    http: listenerAddress(options.httpAddress, LISTENER_FLAGS.http),
+    management: options.managementAddress ? listenerAddress(options.managementAddress, LISTENER_FLAGS.management) : undefined,
+  };
+  const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal) : undefined;
+  checkKeyPair({ pem: options.key, name: 'key' }, { pem: options.cert, name: 'cert' });
+  const source =
+    typeof options.groups === 'string'
+      ? groupsSourceFromUrl(options.groups, { watch: options.watchGroups, token: options.controlPlaneToken, cachePath: options.groupsCache, logger: log })
+      : options.groups;
+  const registry = new TunnelRegistry();
+  const metrics = new Metrics();
+  const cluster = new Cluster({
+    nodeId,
+    membership: options.membership ?? 'memory',
+    namespace: options.membershipNamespace,
+    ttlMs: options.membershipTtlMs,
+    internalAddress,
+    clusterSecret: options.clusterSecret,
+    maxHeaderSize: options.maxHeaderSize,
+    registry,
+    metrics,
+    logger: log,
+  });
+
+  // What is open so far, closed again (last first) if a later step fails (a port in use, a store URL).
+  const opened: Array<() => unknown> = [() => cluster.close()];
+  try {
+    return await openNode(options, { nodeId, log, at, source, registry, metrics, cluster }, opened);
   } catch (err) {
     for (const close of opened.reverse())
       await Promise.resolve()
@@ -130,26 +157,14 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   }
 }
 
-async function openNode(
-  options: NodeOptions,
-  { membershipUrl, clustered }: { membershipUrl: string; clustered: boolean },
-  opened: Array<() => unknown>,
-): Promise<DataPlaneNode> {
-  const nodeId = options.nodeId ?? randomBytes(6).toString('hex');
-  const log = options.logger.child({ node: nodeId });
-  const metrics = new Metrics();
-  const source = typeof options.groups === 'string' ? groupsSourceFromUrl(options.groups) : options.groups;
-
-  const registry = new TunnelRegistry();
+async function openNode(options: NodeOptions, checked: Checked, opened: Array<() => unknown>): Promise<DataPlaneNode> {
+  const { nodeId, log, at, source, registry, metrics, cluster } = checked;
   const groups = await GroupsState.load(source, registry, log, options.watchGroups);
   opened.push(() => groups.close());
   registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
+  const intake = new Intake();
 
-  const tunnelAt = parseHostPort(options.tunnelAddress, '--tunnel-address');
-  const quic = await QuicServer.listen({
-    alpn: [ALPN],
-    host: tunnelAt.host,
-    port: tunnelAt.port,
+  const quic = await listenTunnels(at.tunnel, {
     key: options.key,
     cert: options.cert,
     idleTimeoutMs: options.maxIdleTimeoutMs,
@@ -157,12 +172,11 @@ async function openNode(
     unresponsiveTimeoutMs: options.unresponsiveTimeoutMs,
   });
   opened.push(() => quic.close());
-  let draining = false;
   const registrationLog = log.child({ component: 'registration' });
   const refusals = rateLimited(registrationLog, { summary: 'registration failures not logged (rate limit)' });
   quic.on('connection', (conn: QuicConnection) => {
-    if (draining) {
-      void conn.close({ code: 0x1, reason: 'node is draining' });
+    if (intake.draining) {
+      void conn.close({ code: CloseCode.ServerError, reason: 'node is draining' });
       return;
     }
     void register(conn, {
@@ -173,45 +187,11 @@ async function openNode(
       logger: registrationLog,
       refusals,
       timeoutMs: options.registrationTimeoutMs ?? DEFAULT_REGISTRATION_TIMEOUT_MS,
-      isDraining: () => draining,
+      isDraining: () => intake.draining,
     });
   });
 
-  // Requests in flight (public and hop), so a drain can wait for them.
-  let inFlight = 0;
-  const track = (res: http.ServerResponse): void => {
-    inFlight++;
-    res.once('close', () => inFlight--);
-  };
-
-  // Cluster: which node holds which group, and the hop between nodes.
-  const ttlMs = options.membershipTtlMs ?? DEFAULT_TTL_MS;
-  const membership = createMembership(membershipUrl, {
-    ttlMs,
-    heartbeatMs: Math.max(1, Math.floor(ttlMs / 3)),
-    resyncMs: Math.min(DEFAULT_RESYNC_MS, ttlMs),
-    logger: log.child({ component: 'membership' }),
-  });
-  opened.push(() => membership.stop({ leave: false }));
-  const hopClient = clustered ? new HopClient(nodeId, options.clusterSecret!, log.child({ component: 'hop' })) : undefined;
-  if (hopClient) opened.push(() => hopClient.close());
-  const turns = new Map<string, number>();
-  /** Other nodes holding the group, rotated per request so load spreads over them. */
-  const hopTargets = (group: string): HopTarget[] => {
-    const nodes = membership.nodesFor(group).filter((n) => n.id !== nodeId);
-    if (nodes.length < 2) return nodes;
-    const turn = (turns.get(group) ?? 0) % nodes.length;
-    turns.set(group, turn + 1);
-    return [...nodes.slice(turn), ...nodes.slice(0, turn)];
-  };
-  registry.on('change', () => membership.setGroups(registry.groups()));
-  membership.on('change', () => metrics.membershipEvents.inc({ type: 'change' }));
-  membership.on('health', (h: { ok: boolean; detail: string }) => {
-    metrics.membershipEvents.inc({ type: h.ok ? 'store_ok' : 'store_degraded' });
-    if (h.ok) log.info('membership store reachable again', { detail: h.detail });
-    else log.warn('membership store unreachable: local tunnels keep serving, cross-node routing uses the last known table', { detail: h.detail });
-  });
-
+  // The request path: the one place the proxy is built.
   const proxy = createProxy({
     route: (host) => matchHost(groups.config, host),
     picker: registry,
@@ -219,131 +199,54 @@ async function openNode(
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
-    remote: hopClient ? { targets: hopTargets, hop: hopClient } : undefined,
-    awaitHolder: (group) => {
-      const held = (): boolean => registry.count(group) > 0 || (clustered && membership.nodesFor(group).some((n) => n.id !== nodeId));
-      if (held()) return Promise.resolve(true);
-      // Woken by the route changes below, not by a timer per request: a hand-over can park many requests.
-      return new Promise<boolean>((resolve) => {
-        const waiter = (): void => {
-          if (!held()) return;
-          holderWaiters.delete(waiter);
-          clearTimeout(timer);
-          resolve(true);
-        };
-        const timer = setTimeout(() => {
-          holderWaiters.delete(waiter);
-          resolve(false);
-        }, HANDOVER_WAIT_MS);
-        holderWaiters.add(waiter);
-      });
-    },
+    remote: cluster.remote,
+    awaitHolder: (group) => cluster.awaitHolder(group),
   });
-  const holderWaiters = new Set<() => void>();
-  const wakeHolderWaiters = (): void => {
-    for (const w of [...holderWaiters]) w();
-  };
-  registry.on('change', wakeHolderWaiters);
-  membership.on('change', wakeHolderWaiters);
 
-  let internal: http.Server | undefined;
-  let internalAddress: HostPort | undefined;
-  if (clustered) {
-    internal = createHopListener({ secret: options.clusterSecret!, maxHeaderSize: options.maxHeaderSize, metrics, proxy, track });
-    internalAddress = await listen(internal, parseHostPort(options.internalAddress!, '--internal-address'));
-    opened.push(() => internal!.close());
-  }
-  // A node alone has no hop listener: nobody forwards to it.
-  await membership.start({ id: nodeId, address: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : 'standalone' });
-  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-  // Node looks for timed-out request heads only this often (30 s by default).
-  const connectionsCheckingInterval = Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4)));
-  const httpServer = http.createServer({ maxHeaderSize: options.maxHeaderSize, headersTimeout, connectionsCheckingInterval }, (req, res) => {
-    track(res);
-    proxy.onRequest(req, res);
-  });
-  httpServer.on('upgrade', proxy.onUpgrade);
-  httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Node answers 431 for an oversized header section and 408 for a head that never completes; other parse errors get a 400.
-    if (!socket.writable) return socket.destroy();
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      socket.end(rawTextResponse(431, '431 Request Header Fields Too Large: the header section is over the limit'));
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      socket.end(rawTextResponse(408, '408 Request Timeout: the request head did not arrive in time'));
-    } else {
-      socket.end(rawTextResponse(400, '400 Bad Request: malformed HTTP request'));
-    }
-  });
-  const httpAddress = await listen(httpServer, parseHostPort(options.httpAddress, '--http-address'));
-  opened.push(() => httpServer.close());
+  await cluster.listen(proxy, intake.track);
+  await cluster.join();
+  const publicServer = createPublicServer(
+    { maxHeaderSize: options.maxHeaderSize, headersTimeoutMs: options.headersTimeoutMs },
+    (req: http.IncomingMessage, res: http.ServerResponse) => {
+      intake.track(res);
+      proxy.onRequest(req, res);
+    },
+    proxy.onUpgrade,
+  );
+  const httpAddress = await listen(publicServer, at.http, LISTENER_FLAGS.http);
+  opened.push(() => publicServer.close());
 
   let management: http.Server | undefined;
   let managementAddress: HostPort | undefined;
-  if (options.managementAddress) {
-    // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
-    management = createManagementServer(metrics, () => {
-      const store = membership.health();
+  if (at.management) {
+    management = createManagementServer(metrics, (): Readiness => {
+      const store = cluster.membership.health();
+      // A store outage degrades cross-node routing only: the node stays ready for its own tunnels.
+      // A source without any config yet (a control plane never reached) leaves it not ready.
+      const source = groups.sourceStatus();
       return {
-        ready: !draining,
+        ready: !intake.draining && source.ready,
         details: {
-          status: draining ? 'draining' : 'serving',
+          status: intake.draining ? 'draining' : source.ready ? 'serving' : 'waiting for tunnel groups',
+          groupsSource: source.detail,
           membership: store.ok ? 'ok' : `degraded: ${store.detail}`,
-          nodes: membership.nodes().map((n) => n.id),
-          groups: Object.fromEntries([...groups.config.groups.keys()].map((g) => [g, membership.nodesFor(g).map((n) => n.id)])),
+          nodes: cluster.membership.nodes().map((n) => n.id),
+          groups: Object.fromEntries([...groups.config.groups.keys()].map((g) => [g, cluster.membership.nodesFor(g).map((n) => n.id)])),
         },
       };
     });
-    managementAddress = await listen(management, parseHostPort(options.managementAddress, '--management-address'));
+    managementAddress = await listen(management, at.management, LISTENER_FLAGS.management);
     opened.push(() => management!.close());
   }
 
-  let resolveClosed!: () => void;
-  const closed = new Promise<void>((r) => (resolveClosed = r));
-  let stopping: Promise<void> | undefined;
-
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      draining = true;
-      groups.close();
-      httpServer.closeAllConnections();
-      // Leave first, so other nodes stop sending requests here.
-      await membership.stop({ leave: true });
-      internal?.closeAllConnections();
-      await Promise.all([
-        new Promise<void>((r) => httpServer.close(() => r())),
-        quic.close({ code: 0, reason: 'node stopped' }),
-        management ? new Promise<void>((r) => management!.close(() => r())) : undefined,
-        internal ? new Promise<void>((r) => internal!.close(() => r())) : undefined,
-        hopClient?.close(),
-      ]);
-      log.info('node stopped');
-      resolveClosed();
-    })());
-
-  const drain = async (): Promise<void> => {
-    if (draining) return stop();
-    draining = true;
-    const deadlineMs = options.drainDeadlineMs ?? DEFAULT_DRAIN_DEADLINE_MS;
-    log.info('draining', { tunnels: registry.all().length, inFlight });
-    for (const t of registry.all()) t.control.write(encodeFrame({ Type: 'drain', DeadlineMs: deadlineMs }));
-    // New visitors go elsewhere; requests already here finish.
-    httpServer.close();
-    httpServer.closeIdleConnections();
-    const started = Date.now();
-    // In a cluster, keep serving (hops included) until the clients have moved
-    // their tunnels to other nodes; a node alone has nowhere to send them.
-    if (clustered) await waitUntil(() => registry.all().length === 0, deadlineMs);
-    await waitUntil(() => inFlight === 0, Math.max(0, (options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) - (Date.now() - started)));
-    await stop();
-  };
-
+  const lifecycle = new NodeLifecycle({ registry, groups, quic, publicServer, management, cluster }, intake, log, options);
   log.info('node ready', {
     serverName: options.serverName,
-    tunnelAddress: `${quic.address().host}:${quic.address().port}`,
-    httpAddress: `${httpAddress.host}:${httpAddress.port}`,
-    managementAddress: managementAddress ? `${managementAddress.host}:${managementAddress.port}` : undefined,
-    internalAddress: internalAddress ? `${internalAddress.host}:${internalAddress.port}` : undefined,
-    membership: membershipUrl.replace(/\/\/[^@/]*@/, '//***@'),
+    tunnelAddress: formatHostPort(quic.address()),
+    httpAddress: formatHostPort(httpAddress),
+    managementAddress: managementAddress ? formatHostPort(managementAddress) : undefined,
+    internalAddress: cluster.internalAddress ? formatHostPort(cluster.internalAddress) : undefined,
+    membership: redactUrl(options.membership ?? 'memory'),
   });
 
   return {
@@ -351,12 +254,12 @@ async function openNode(
     tunnelAddress: quic.address(),
     httpAddress,
     managementAddress,
-    internalAddress,
+    internalAddress: cluster.internalAddress,
     registry,
-    membership,
+    membership: cluster.membership,
     metrics,
-    drain,
-    stop,
-    closed,
+    drain: () => lifecycle.drain(),
+    stop: () => lifecycle.stop(),
+    closed: lifecycle.closed,
   };
 }

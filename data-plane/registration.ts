@@ -3,7 +3,7 @@ import type { AuthResult, Authenticator } from '../shared/auth/index.js';
 import { NotFoundError, ProtocolError, ReverstError, ServerError, UnauthorizedError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { clip, type RateLimitedLog } from '../shared/log-limits.js';
-import { PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
+import { CloseCode, PROTOCOL_VERSION, ResponseCode, closeForError, encodeFrame, readFrame, validateRegisterRequest } from '../shared/protocol.js';
 import type { QuicConnection, QuicStream } from '../shared/quic/index.js';
 import type { Metrics } from './metrics.js';
 import type { Tunnel, TunnelRegistry } from './tunnels.js';
@@ -84,6 +84,12 @@ export async function register(conn: QuicConnection, deps: RegistrationDeps): Pr
     log.info('tunnel registered', { group, tunnel: tunnel.id, strategy: result.strategy });
     return tunnel;
   } catch (err) {
+    // A client that closes cleanly before registering (one that only looked at our certificate) made no registration.
+    const info = conn.isClosing ? conn.closeInfo() : undefined;
+    if (!group && info?.byPeer && info.app && info.code === CloseCode.NoError) {
+      log.debug('client closed before registering', { reason: info.reason });
+      return undefined;
+    }
     const close = closeForError(err);
     close.reason = clip(close.reason, MAX_REASON_LENGTH);
     // Only configured groups get a series of their own: names from the wire would each add one for good.
@@ -206,7 +212,7 @@ function watchControlStream(tunnel: Tunnel, registry: TunnelRegistry, log: Logge
     log.info('client left: finishing its requests in flight', { tunnel: tunnel.id, inFlight: tunnel.inFlight });
     registry.remove(tunnel);
     control.end(); // the grace below waits for every stream, this one included
-    void connection.close({ code: 0, reason: 'client left', graceMs: LEAVE_GRACE_MS });
+    void connection.close({ code: CloseCode.NoError, reason: 'client left', graceMs: LEAVE_GRACE_MS });
   };
   control.once('end', leave);
   control.once('close', leave);

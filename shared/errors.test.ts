@@ -1,24 +1,92 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BadRequestError, ConfigError, ERROR_CODES, NotFoundError, ProtocolError, ReverstError, ServerError, UnauthorizedError } from './errors.js';
+import { ConfigError, ERROR_CODES, NotFoundError, ReverstError, ServerError, ServerNameError, UnauthorizedError, BadRequestError } from './errors.js';
 
-describe('errors', () => {
-  const samples: ReverstError[] = [
-    new ReverstError('ERR_INVALID_OPTION', 'bad option'),
-    new ConfigError([{ source: 'groups.yml', line: 1, column: 1, message: 'x' }]),
-    new ProtocolError('ERR_PROTOCOL_TIMEOUT', 'slow'),
-    new UnauthorizedError(),
-    new NotFoundError(),
-    new BadRequestError(),
-    new ServerError(),
-  ];
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-  it.each(samples.map((e) => [e.name, e] as const))('%s uses a documented code and its own name', (name, error) => {
-    expect(ERROR_CODES[error.code]).toEqual(expect.any(String));
-    expect(error).toBeInstanceOf(ReverstError);
-    expect(error).toBeInstanceOf(Error);
-    expect(error.constructor.name).toBe(name);
+/** Every library module: what the package ships (tests, benches and scripts aside). */
+function libraryModules(): string[] {
+  return ['shared', 'client', 'data-plane', 'control-plane'].flatMap((dir) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(path.join(root, dir), { recursive: true, encoding: 'utf8' });
+    } catch {
+      return []; // a plane not in this build
+    }
+    return entries.filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts')).map((f) => path.join(root, dir, f));
+  });
+}
+
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+/** The error classes the modules export, found by walking their exports. */
+async function exportedErrorClasses(): Promise<Map<string, ErrorClass>> {
+  const found = new Map<string, ErrorClass>();
+  for (const file of libraryModules()) {
+    const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    for (const value of Object.values(module)) {
+      if (typeof value === 'function' && (value === Error || value.prototype instanceof Error)) found.set(value.name, value as ErrorClass);
+    }
+  }
+  return found;
+}
+
+/**
+ * How to make one of each, to check what an instance carries. A class found above without an
+ * entry here fails the test: add one. Abstract bases are checked through their subclasses.
+ */
+const SAMPLES: Record<string, (() => Error) | 'abstract'> = {
+  ReverstError: () => new ReverstError('ERR_INVALID_OPTION', 'bad option'),
+  ConfigError: () => new ConfigError([{ source: 'groups.yml', line: 1, column: 1, message: 'x' }]),
+  RegistrationError: 'abstract',
+  UnauthorizedError: () => new UnauthorizedError(),
+  NotFoundError: () => new NotFoundError(),
+  BadRequestError: () => new BadRequestError(),
+  ServerError: () => new ServerError(),
+  ServerNameError: () => new ServerNameError('wrong.example', ['right.example']),
+};
+
+describe('every error class', async () => {
+  const classes = await exportedErrorClasses();
+  const quic = await import('./quic/index.js');
+  const tunnels = await import('../data-plane/tunnels.js');
+  const config = await import('./config/index.js');
+  Object.assign(SAMPLES, {
+    ControlPlaneError: () => new config.ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', 'control plane http://cp/v1/groups unreachable'),
+    TunnelSilentError: () => new tunnels.TunnelSilentError('node-1'),
+    ProtocolError: () => new (classes.get('ProtocolError') as new (code: 'ERR_PROTOCOL_TIMEOUT', message: string) => Error)('ERR_PROTOCOL_TIMEOUT', 'slow'),
+    QuicError: () => new quic.QuicError('ERR_QUIC_PROTOCOL', 'broken'),
+    QuicConnectTimeoutError: () => new quic.QuicConnectTimeoutError('127.0.0.1:7171', 1_000),
+    QuicConnectionRefusedError: () => new quic.QuicConnectionRefusedError('127.0.0.1:7171'),
+    QuicTlsError: () => new quic.QuicTlsError(42, false),
+    QuicIdleTimeoutError: () => new quic.QuicIdleTimeoutError(1_000),
+    QuicPeerUnresponsiveError: () => new quic.QuicPeerUnresponsiveError(1_000),
+    QuicClosedError: () => new quic.QuicClosedError({ byPeer: true, app: true, code: 1, reason: 'bye' }),
+    QuicStreamResetError: () => new quic.QuicStreamResetError(4, 0x10c),
   });
 
+  it('finds the classes by walking the modules’ exports', () => {
+    // A sanity floor, so a broken walk cannot pass by finding nothing.
+    expect([...classes.keys()]).toEqual(expect.arrayContaining(['ReverstError', 'ConfigError', 'QuicError', 'QuicTlsError', 'ServerNameError']));
+  });
+
+  it.each([...classes.keys()].sort())('%s is a ReverstError with a documented code and its own name', (name) => {
+    const Class = classes.get(name)!;
+    expect(Class === ReverstError || Class.prototype instanceof ReverstError, `${name} must extend ReverstError`).toBe(true);
+    const sample = SAMPLES[name];
+    expect(sample, `add a sample for ${name} to SAMPLES in shared/errors.test.ts`).toBeDefined();
+    if (sample === 'abstract') return;
+    const error = sample!() as ReverstError;
+    expect(error).toBeInstanceOf(Class);
+    expect(error.name).toBe(name);
+    expect(ERROR_CODES[error.code], `${name}'s code ${error.code} must be documented in ERROR_CODES`).toEqual(expect.any(String));
+    expect(error.message).not.toBe('');
+  });
+});
+
+describe('errors', () => {
   it('keeps cause and status', () => {
     const cause = new Error('root');
     const error = new ReverstError('ERR_SERVER', 'wrapped', { status: 503, cause });
@@ -28,9 +96,20 @@ describe('errors', () => {
   });
 
   it('registration errors say whether a retry can help', () => {
-    expect([new UnauthorizedError(), new BadRequestError()].map((e) => e.retryable)).toEqual([false, false]);
-    expect([new NotFoundError(), new ServerError()].map((e) => e.retryable)).toEqual([true, true]);
+    expect([new UnauthorizedError(), new BadRequestError(), new NotFoundError(), new ServerNameError('a', [])].map((e) => e.retryable)).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(new ServerError().retryable).toBe(true);
     expect(new UnauthorizedError().status).toBe(401);
+  });
+
+  it('a wrong server name says which name was asked for and which the certificate holds', () => {
+    expect(new ServerNameError('wrong.example', ['flipt.dev.local', '127.0.0.1']).message).toBe(
+      'the node\'s certificate is not valid for the server name "wrong.example": it holds flipt.dev.local, 127.0.0.1',
+    );
   });
 
   it('ConfigError formats every issue with source:line:column: field: message', () => {

@@ -7,6 +7,9 @@ export const ERROR_CODES = {
   ERR_INVALID_OPTION: 'an option passed to a reverst API or flag has an unusable value',
   ERR_CONFIG_INVALID: 'the tunnel groups configuration could not be loaded; the message names source, line, column and field',
   ERR_CONFIG_SOURCE_UNSUPPORTED: 'the tunnel groups source (-g) uses a scheme this build cannot read',
+  ERR_CONTROL_PLANE_UNREACHABLE:
+    'the control plane a node follows (-g http(s)://…) did not answer, or answered with a server error; the node keeps its last config and retries',
+  ERR_CONTROL_PLANE_REFUSED: "the control plane refused the node's API token (check --control-plane-token-file)",
   ERR_PROTOCOL_FRAME_TOO_LARGE: 'a frame is longer than the negotiated maximum frame size',
   ERR_PROTOCOL_MALFORMED_FRAME: 'a frame body is not a valid msgpack map',
   ERR_PROTOCOL_UNEXPECTED_EOF: 'the stream ended before a whole frame arrived',
@@ -16,6 +19,16 @@ export const ERROR_CODES = {
   ERR_GROUP_NOT_FOUND: 'the server does not know the requested tunnel group',
   ERR_BAD_REQUEST: 'the server rejected the registration as malformed (do not retry unchanged)',
   ERR_SERVER: 'the server failed or went away; retrying is expected to help',
+  ERR_TLS_SERVER_NAME: "the node's certificate is not valid for the server name asked for; the message names both (do not retry unchanged)",
+  ERR_LISTEN: 'a listener could not be opened; the message names the flag and the address (in use, not local, or privileged)',
+  ERR_QUIC_CONNECT_TIMEOUT: 'no QUIC handshake completed within the connect timeout',
+  ERR_QUIC_CONNECTION_REFUSED: 'the peer host answered that nothing listens on that UDP port',
+  ERR_QUIC_TLS: 'the TLS handshake failed (certificate, CA, server name or ALPN)',
+  ERR_QUIC_IDLE_TIMEOUT: 'nothing was heard from the peer within the idle timeout',
+  ERR_QUIC_PEER_UNRESPONSIVE: 'the peer acknowledged nothing for the unresponsive timeout while data waited for it',
+  ERR_QUIC_CLOSED: 'the connection was closed while something still used it',
+  ERR_QUIC_STREAM_RESET: 'the peer reset the stream',
+  ERR_QUIC_PROTOCOL: 'the peer broke the QUIC protocol, or quiche failed',
   ERR_TUNNEL_SILENT: "a tunnel's client acknowledged nothing of a request for a second; the node moves the request to another tunnel",
 } as const;
 
@@ -101,8 +114,9 @@ export class UnauthorizedError extends RegistrationError {
 
 export class NotFoundError extends RegistrationError {
   override name = 'NotFoundError';
-  // A group can appear when the server reloads its configuration.
-  readonly retryable = true;
+  // A group may appear when the server reloads its configuration, but usually the name is
+  // wrong: clients stop, unless told to wait for it (connect's retryNotFound).
+  readonly retryable = false;
   constructor(message = 'not found', options: ReverstErrorOptions = {}) {
     super('ERR_GROUP_NOT_FOUND', message, { status: 404, ...options });
   }
@@ -121,5 +135,23 @@ export class ServerError extends RegistrationError {
   readonly retryable = true;
   constructor(message = 'server error', options: ReverstErrorOptions = {}) {
     super('ERR_SERVER', message, { status: 500, ...options });
+  }
+}
+
+/**
+ * The node's certificate is not valid for the server name the client asked for, so no
+ * handshake can succeed: retrying cannot help. Says which name was asked for and which the
+ * certificate holds.
+ */
+export class ServerNameError extends RegistrationError {
+  override name = 'ServerNameError';
+  readonly retryable = false;
+  readonly serverName: string;
+  readonly certificateNames: readonly string[];
+  constructor(serverName: string, certificateNames: readonly string[], options: ReverstErrorOptions = {}) {
+    const holds = certificateNames.length > 0 ? `it holds ${certificateNames.join(', ')}` : 'it holds no names';
+    super('ERR_TLS_SERVER_NAME', `the node's certificate is not valid for the server name ${JSON.stringify(serverName)}: ${holds}`, options);
+    this.serverName = serverName;
+    this.certificateNames = certificateNames;
   }
 }

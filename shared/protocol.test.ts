@@ -272,7 +272,8 @@ describe('message validation', () => {
 describe('close codes', () => {
   it.each([
     [CloseCode.ClientError, CloseReason.Unauthorized, UnauthorizedError, false],
-    [CloseCode.ClientError, CloseReason.NotFound, NotFoundError, true],
+    // Not retryable by default: the client retries it only when asked to (connect's retryNotFound).
+    [CloseCode.ClientError, CloseReason.NotFound, NotFoundError, false],
     [CloseCode.ClientError, CloseReason.BadRequest, BadRequestError, false],
     [CloseCode.ClientError, 'something new', BadRequestError, false],
     [CloseCode.ServerError, 'store unavailable', ServerError, true],

@@ -24,8 +24,18 @@ describe('createMembership', () => {
     expect(() => createMembership('nats://[::1')).toThrow(/^malformed URL for the membership store "nats:\/\/\[::1": use memory/);
   });
 
-  it('keeps passwords out of the error message', () => {
-    expect(() => createMembership('mongodb://admin:hunter2@db:27017')).toThrow(/mongodb:\/\/admin:\*\*\*@db:27017/);
+  it('keeps credentials out of the error message', () => {
+    expect(() => createMembership('mongodb://admin:hunter2@db:27017')).toThrow(/"mongodb:\/\/\*\*\*@db:27017"/);
+    expect(() => createMembership('etcd://T0KEN@db:2379')).toThrow(/"etcd:\/\/\*\*\*@db:2379"/);
+  });
+
+  it('takes the namespace from ?namespace= on the URL or from the options, refusing two different ones', () => {
+    expect(() => createMembership('redis://127.0.0.1:6379?namespace=blue')).not.toThrow();
+    expect(() => createMembership('redis://127.0.0.1:6379?namespace=blue', { namespace: 'blue' })).not.toThrow();
+    expect(() => createMembership('nats://127.0.0.1:4222?namespace=blue', { namespace: 'green' })).toThrow(
+      /membership namespace given twice, as "green" and in the store URL as "blue"/,
+    );
+    expect(() => createMembership('redis://127.0.0.1:6379?namespace=a:b')).toThrow(/namespace "a:b" may only contain/);
   });
 
   it('a private memory store is standalone: two of them never see each other', async () => {
@@ -82,8 +92,10 @@ describe('parseMembershipOptions', () => {
     expect(DEFAULT_HEARTBEAT_MS * 3).toBeLessThanOrEqual(DEFAULT_TTL_MS);
   });
 
-  it('derives the heartbeat from a short TTL when none is given', () => {
-    expect(parseMembershipOptions({ ttlMs: 1_500 }).heartbeatMs).toBe(500);
+  it('derives the heartbeat and the resync from a short TTL when none is given', () => {
+    expect(parseMembershipOptions({ ttlMs: 1_500 })).toMatchObject({ heartbeatMs: 500, resyncMs: 1_500 });
+    // A long TTL keeps the default periods: a dead node still leaves within the TTL plus one resync.
+    expect(parseMembershipOptions({ ttlMs: 60_000 })).toMatchObject({ heartbeatMs: DEFAULT_HEARTBEAT_MS, resyncMs: DEFAULT_RESYNC_MS });
   });
 
   it('rejects a heartbeat that is not shorter than the TTL, saying what to change', () => {

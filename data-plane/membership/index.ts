@@ -8,7 +8,7 @@ import { ReverstError } from '../../shared/errors.js';
 import { LazyStore } from './lazy-store.js';
 import { MemoryStore } from './memory.js';
 import { parseMembershipOptions, type MembershipOptions } from './options.js';
-import { redactUrl } from './store.js';
+import { redactUrl } from '../../shared/redact.js';
 import { StoreMembership } from './store-membership.js';
 
 export {
@@ -68,7 +68,8 @@ export interface Membership extends EventEmitter<MembershipEvents> {
 }
 
 /** The URL forms `createMembership` accepts, for error messages and help. */
-export const MEMBERSHIP_URL_FORMS = 'memory, memory://<name>, redis://[:password@]host:port[/db], rediss://… or nats://[user:password@]host:port';
+export const MEMBERSHIP_URL_FORMS =
+  'memory, memory://<name>, redis://[:password@]host:port[/db], rediss://… or nats://[user:password@]host:port, each with an optional ?namespace=<name>';
 
 /**
  * A Membership over the store `url` names:
@@ -76,20 +77,39 @@ export const MEMBERSHIP_URL_FORMS = 'memory, memory://<name>, redis://[:password
  *   among every Membership in this process given the same name (in-process clusters, tests);
  * - `redis://…`, `rediss://…`: Redis (keys under `<namespace>:`, pub/sub for changes);
  * - `nats://…`: a NATS JetStream key-value bucket `<namespace>-membership` and its watch.
+ * The namespace comes from `options.namespace` or the URL's `?namespace=` (the same if both).
  */
 export function createMembership(url: string, options: MembershipOptions = {}): Membership {
-  const resolved = parseMembershipOptions(options);
   const scheme = url === 'memory' ? 'memory' : /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
-  const logger = resolved.logger.child({ component: 'membership' });
   const invalid = (problem: string) =>
     new ReverstError('ERR_INVALID_OPTION', `${problem} membership store ${JSON.stringify(redactUrl(url))}: use ${MEMBERSHIP_URL_FORMS}`);
-  if (scheme === 'memory') return new StoreMembership(new MemoryStore(url.slice('memory://'.length)), resolved);
-  if (scheme !== 'redis' && scheme !== 'rediss' && scheme !== 'nats') throw invalid('unsupported');
-  if (!URL.canParse(url)) throw invalid('malformed URL for the');
+  if (scheme !== 'memory' && scheme !== 'redis' && scheme !== 'rediss' && scheme !== 'nats') throw invalid('unsupported');
+  if (scheme !== 'memory' && !URL.canParse(url)) throw invalid('malformed URL for the');
+  const { storeUrl, namespace } = splitNamespace(url);
+  if (namespace !== undefined && options.namespace !== undefined && namespace !== options.namespace) {
+    throw new ReverstError(
+      'ERR_INVALID_OPTION',
+      `membership namespace given twice, as ${JSON.stringify(options.namespace)} and in the store URL as ${JSON.stringify(namespace)}: give it once`,
+    );
+  }
+  const resolved = parseMembershipOptions({ ...options, namespace: options.namespace ?? namespace });
+  const logger = resolved.logger.child({ component: 'membership' });
+  if (scheme === 'memory') return new StoreMembership(new MemoryStore(storeUrl.slice('memory://'.length), resolved.namespace), resolved);
   // Each backend's client library is loaded only when a node uses that backend.
   const store =
     scheme === 'nats'
-      ? new LazyStore(redactUrl(url), async () => new (await import('./nats.js')).NatsStore(url, resolved.namespace, resolved.ttlMs, logger))
-      : new LazyStore(redactUrl(url), async () => new (await import('./redis.js')).RedisStore(url, resolved.namespace, logger));
+      ? new LazyStore(redactUrl(storeUrl), async () => new (await import('./nats.js')).NatsStore(storeUrl, resolved.namespace, resolved.ttlMs, logger))
+      : new LazyStore(redactUrl(storeUrl), async () => new (await import('./redis.js')).RedisStore(storeUrl, resolved.namespace, logger));
   return new StoreMembership(store, resolved);
+}
+
+/** `?namespace=` is ours, not the store client's (ioredis would read it as one of its options): take it out. */
+function splitNamespace(url: string): { storeUrl: string; namespace: string | undefined } {
+  const query = url.indexOf('?');
+  if (query < 0) return { storeUrl: url, namespace: undefined };
+  const params = new URLSearchParams(url.slice(query + 1));
+  const namespace = params.get('namespace') ?? undefined;
+  params.delete('namespace');
+  const rest = params.toString();
+  return { storeUrl: url.slice(0, query) + (rest ? `?${rest}` : ''), namespace };
 }

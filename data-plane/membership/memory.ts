@@ -63,8 +63,9 @@ export class MemoryStore implements MembershipStore {
   #records: SharedRecords | undefined;
   #listener: StoreListener | undefined;
 
-  constructor(sharedName: string) {
-    this.#sharedName = sharedName;
+  /** A shared store keeps namespaces apart, as the real stores do. */
+  constructor(sharedName: string, namespace: string) {
+    this.#sharedName = sharedName ? `${sharedName}\0${namespace}` : '';
     this.name = sharedName ? `memory://${sharedName}` : 'memory';
   }
 

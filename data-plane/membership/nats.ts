@@ -14,7 +14,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, Events, KvWatchInclude, type ConnectionOptions, type KV, type KvEntry, type NatsConnection, type QueuedIterator, type Status } from 'nats';
 import type { Logger } from '../../shared/log.js';
-import { decodeRecord, encodeRecord, redactUrl, type MembershipStore, type NodeRecord, type StoreListener } from './store.js';
+import { redactUrl } from '../../shared/redact.js';
+import { decodeRecord, encodeRecord, type MembershipStore, type NodeRecord, type StoreListener } from './store.js';
 
 /** A JetStream request slower than this fails, so the sync loop retries instead of hanging. */
 const REQUEST_TIMEOUT_MS = 2_000;

@@ -26,7 +26,7 @@ export interface MembershipOptions {
   ttlMs?: number | undefined;
   /** How often a node refreshes its record (default {@link DEFAULT_HEARTBEAT_MS}); must be below `ttlMs`. */
   heartbeatMs?: number | undefined;
-  /** How often a node re-reads the whole store (default {@link DEFAULT_RESYNC_MS}). */
+  /** How often a node re-reads the whole store (default {@link DEFAULT_RESYNC_MS}, or `ttlMs` if shorter). */
   resyncMs?: number | undefined;
   /** Letters, digits, `-` and `_` (default {@link DEFAULT_NAMESPACE}). */
   namespace?: string | undefined;
@@ -48,6 +48,14 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
+/** `namespace` if it can name a Redis key prefix and a NATS bucket alike; throws otherwise. */
+export function checkNamespace(namespace: string): string {
+  if (!NAMESPACE_RE.test(namespace)) {
+    throw invalid(`membership namespace ${JSON.stringify(namespace)} may only contain letters, digits, "-" and "_"`);
+  }
+  return namespace;
+}
+
 /** Applies defaults and rejects values (or combinations) that cannot work. */
 export function parseMembershipOptions(options: MembershipOptions = {}): ResolvedMembershipOptions {
   const ttlMs = positiveInteger('ttlMs', options.ttlMs, DEFAULT_TTL_MS);
@@ -58,10 +66,8 @@ export function parseMembershipOptions(options: MembershipOptions = {}): Resolve
         `or a live node's record expires between heartbeats: lower heartbeatMs or raise ttlMs`,
     );
   }
-  const resyncMs = positiveInteger('resyncMs', options.resyncMs, DEFAULT_RESYNC_MS);
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
-  if (!NAMESPACE_RE.test(namespace)) {
-    throw invalid(`membership namespace ${JSON.stringify(namespace)} may only contain letters, digits, "-" and "_"`);
-  }
+  // A resync also drops expired nodes: with a TTL below the default period, it runs once per TTL.
+  const resyncMs = positiveInteger('resyncMs', options.resyncMs, Math.min(DEFAULT_RESYNC_MS, ttlMs));
+  const namespace = checkNamespace(options.namespace ?? DEFAULT_NAMESPACE);
   return { ttlMs, heartbeatMs, resyncMs, namespace, logger: options.logger ?? silentLogger };
 }

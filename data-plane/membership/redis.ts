@@ -9,7 +9,8 @@
 import { once } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../shared/log.js';
-import { asRecord, decodeRecord, encodeRecord, redactUrl, type MembershipStore, type NodeRecord, type StoreListener } from './store.js';
+import { redactUrl } from '../../shared/redact.js';
+import { asRecord, decodeRecord, encodeRecord, type MembershipStore, type NodeRecord, type StoreListener } from './store.js';
 
 /**
  * A reply slower than this means Redis is stuck or the connection is dead: drop the socket

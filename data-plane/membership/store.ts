@@ -60,14 +60,3 @@ export function asRecord(value: unknown): NodeRecord | undefined {
   if (typeof address !== 'string' || !Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) return undefined;
   return { address, groups: groups as string[] };
 }
-
-/** `url` with any password replaced, safe for logs and health output. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url;
-  }
-}

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { RegistrationError, UnauthorizedError, basic, connect } from '../../client/index.js';
+import { NotFoundError, RegistrationError, ServerNameError, UnauthorizedError, basic, connect } from '../../client/index.js';
 import { createLogger } from '../../shared/log.js';
 
 const { values } = parseArgs({
@@ -34,8 +34,14 @@ try {
   const error = await tunnel.closed;
   if (error) throw error;
 } catch (err) {
-  const hint = err instanceof UnauthorizedError ? ' (check --username/--password)' : '';
-  const message = err instanceof RegistrationError ? `registration failed: ${err.message}${hint}` : (err as Error).message;
-  process.stderr.write(`${message}\n`);
+  process.stderr.write(`${oneLine(err)}\n`);
   process.exit(1);
+}
+
+/** What stopped the tunnel, and what to change. */
+function oneLine(err: unknown): string {
+  if (err instanceof ServerNameError) return `${err.message} (check --server-name)`;
+  if (!(err instanceof RegistrationError)) return (err as Error).message;
+  const hint = err instanceof UnauthorizedError ? ' (check --username/--password)' : err instanceof NotFoundError ? ' (check --group)' : '';
+  return `registration failed: ${err.message}${hint}`;
 }

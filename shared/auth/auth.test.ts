@@ -7,6 +7,8 @@ import type { GroupAuthentication } from '../config/groups.js';
 import { createLogger } from '../log.js';
 import { DEFAULT_LOG_BURST } from '../log-limits.js';
 import { createAuthenticator, parseAuthorization, type AuthenticatorOptions } from './index.js';
+import { eventually } from '../../test/contract/eventually.js';
+import { PasswordChecks, hashPassword, pbkdf2Sha256 } from './password-hash.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const basicHeader = (user: string, pass: string, scheme = 'Basic') => `${scheme} ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
@@ -62,6 +64,58 @@ describe('basic', () => {
     const custom = authenticator({ basic: { ...basic, scheme: 'Tunnel' } });
     expect(await custom.authenticate(basicHeader('user', 'p:ss wörd', 'tunnel'), 'g')).toMatchObject({ ok: true });
     expect(await custom.authenticate(basicHeader('user', 'p:ss wörd'), 'g')).toMatchObject({ ok: false });
+  });
+});
+
+/** A real derivation held until the test opens the gate, so a check can be kept in flight. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const state = {
+    started: 0,
+    open,
+    derive: async (...args: Parameters<typeof pbkdf2Sha256>) => {
+      state.started++;
+      await opened;
+      return pbkdf2Sha256(...args);
+    },
+  };
+  return state;
+}
+
+describe('basic with a password hash (as a control plane publishes it)', () => {
+  const salt = new Uint8Array(16).fill(1);
+
+  it('allows the password the hash was made from, and nothing else', async () => {
+    const passwordHash = await hashPassword('p:ss wörd', salt);
+    const checks = new PasswordChecks();
+    const auth = authenticator({ basic: { scheme: 'Basic', username: 'user', passwordHash } }, { passwordChecks: checks });
+    expect(await auth.authenticate(basicHeader('user', 'p:ss wörd'), 'g')).toEqual({ ok: true, strategy: 'basic' });
+    expect(await auth.authenticate(basicHeader('user', 'nope'), 'g')).toEqual({ ok: false, reason: 'basic: wrong username or password' });
+    expect(await auth.authenticate(basicHeader('admin', 'p:ss wörd'), 'g')).toEqual({ ok: false, reason: 'basic: wrong username or password' });
+    expect(await auth.authenticate(basicHeader('user', passwordHash), 'g')).toMatchObject({ ok: false });
+    // The accepted password was derived once; the next registration with it is a cache hit.
+    const before = checks.derivations;
+    expect(await auth.authenticate(basicHeader('user', 'p:ss wörd'), 'g')).toMatchObject({ ok: true });
+    expect(checks.derivations).toBe(before);
+  });
+
+  it('answers "unavailable" (the client retries) when too many checks are waiting', async () => {
+    const passwordHash = await hashPassword('pass', salt);
+    const hold = gate();
+    const auth = authenticator(
+      { basic: { scheme: 'Basic', username: 'user', passwordHash } },
+      { passwordChecks: new PasswordChecks({ maxConcurrent: 1, maxQueued: 0, derive: hold.derive }) },
+    );
+    const first = auth.authenticate(basicHeader('user', 'guess-1'), 'g');
+    await eventually(() => expect(hold.started).toBe(1), 5_000);
+    expect(await auth.authenticate(basicHeader('user', 'guess-2'), 'g')).toEqual({
+      ok: false,
+      reason: 'basic: too many password checks in progress',
+      unavailable: true,
+    });
+    hold.open();
+    expect(await first).toEqual({ ok: false, reason: 'basic: wrong username or password' });
   });
 });
 
@@ -122,6 +176,12 @@ describe('external', () => {
     const { endpoint } = await authServer(allowToken('good'));
     const auth = authenticator({ external: { scheme: 'Bearer', endpoint } });
     expect(await auth.authenticate('Bearer bad', 'g')).toEqual({ ok: false, reason: `external: ${endpoint} answered 401` });
+  });
+
+  it('denies as unavailable (retry later) on a 5xx: the service failed, not the credentials', async () => {
+    const { endpoint } = await authServer((_req, res) => res.writeHead(503).end('key server down'));
+    const auth = authenticator({ external: { scheme: 'Bearer', endpoint } });
+    expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: ${endpoint} answered 503`, unavailable: true });
   });
 
   it('does not follow redirects', async () => {

@@ -5,10 +5,12 @@
 import { DEFAULT_SCHEMES, type Group, type StrategyName } from '../config/groups.js';
 import { ReverstError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { PasswordChecks } from './password-hash.js';
 import { basicStrategy, bearerStrategy, externalStrategy, type AuthResult, type Credentials, type Strategy } from './strategies.js';
 
 export type { AuthResult } from './strategies.js';
 export { sameDigest, sha256 } from './strategies.js';
+export { PasswordChecks, hashPassword, parsePasswordHash, PBKDF2_ITERATIONS, type PasswordHash } from './password-hash.js';
 
 /**
  * A registration holds a half-open connection while it waits; the seed never times out.
@@ -21,6 +23,8 @@ export interface AuthenticatorOptions {
   /** For groups whose `external` block sets no `timeout`. */
   externalTimeoutMs?: number | undefined;
   logger?: Logger | undefined;
+  /** Where PBKDF2 password hashes are verified; defaults to the process-wide one, whose bounds then hold for all groups. */
+  passwordChecks?: PasswordChecks | undefined;
 }
 
 export interface Authenticator {
@@ -48,7 +52,7 @@ export function createAuthenticator(group: Pick<Group, 'authentication'>, option
     strategies.set(key, strategy);
     schemes.push(resolved);
   };
-  if (basic) add('basic', basic.scheme, basicStrategy(basic));
+  if (basic) add('basic', basic.scheme, basicStrategy(basic, options.passwordChecks));
   if (bearer) add('bearer', bearer.scheme, bearerStrategy(bearer));
   if (external) {
     const logger = (options.logger ?? silentLogger).child({ component: 'auth', strategy: 'external' });

@@ -1,7 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { ReverstError } from '../errors.js';
 import type { BasicAuthentication, BearerAuthentication, ExternalAuthentication, StrategyName } from '../config/groups.js';
 import type { Logger } from '../log.js';
 import { rateLimited } from '../log-limits.js';
+import { parsePasswordHash, sharedPasswordChecks, type PasswordChecks } from './password-hash.js';
 
 /**
  * `unavailable`: refused because the external endpoint did not answer, not because the
@@ -32,9 +34,10 @@ export const sameDigest = (presented: string, expected: Buffer): boolean => timi
 // Standard alphabet, padding optional. Buffer.from(…, 'base64') alone would skip invalid characters.
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
-export function basicStrategy(config: BasicAuthentication): Strategy {
+/** `checks`: where passwords given as a PBKDF2 hash are verified (cached, bounded); one per process by default. */
+export function basicStrategy(config: BasicAuthentication, checks: PasswordChecks = sharedPasswordChecks): Strategy {
   const username = sha256(config.username);
-  const password = sha256(config.password);
+  const passwordMatches = config.passwordHash === undefined ? plainPassword(config.password ?? '') : hashedPassword(config.passwordHash, checks);
   return async ({ payload }) => {
     if (!BASE64.test(payload)) return deny('basic: credentials are not base64');
     const decoded = Buffer.from(payload, 'base64').toString('utf8');
@@ -42,9 +45,24 @@ export function basicStrategy(config: BasicAuthentication): Strategy {
     if (colon === -1) return deny('basic: credentials have no ":" between username and password');
     // Both compared every time, so timing does not tell which one was wrong.
     const userMatches = sameDigest(decoded.slice(0, colon), username);
-    const passwordMatches = sameDigest(decoded.slice(colon + 1), password);
-    return userMatches && passwordMatches ? { ok: true, strategy: 'basic' } : deny('basic: wrong username or password');
+    const password = await passwordMatches(decoded.slice(colon + 1));
+    if (password === 'busy') return { ok: false, reason: 'basic: too many password checks in progress', unavailable: true };
+    return userMatches && password === 'match' ? { ok: true, strategy: 'basic' } : deny('basic: wrong username or password');
   };
+}
+
+type PasswordMatcher = (presented: string) => Promise<'match' | 'mismatch' | 'busy'>;
+
+function plainPassword(password: string): PasswordMatcher {
+  const expected = sha256(password);
+  return async (presented) => (sameDigest(presented, expected) ? 'match' : 'mismatch');
+}
+
+function hashedPassword(text: string, checks: PasswordChecks): PasswordMatcher {
+  const hash = parsePasswordHash(text);
+  // The config parser has already refused a malformed hash; this only guards direct callers.
+  if ('problem' in hash) throw new ReverstError('ERR_INVALID_OPTION', `basic.passwordHash: ${hash.problem}`);
+  return (presented) => checks.verify(hash, presented);
 }
 
 export function bearerStrategy(config: BearerAuthentication): Strategy {
@@ -89,7 +107,15 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
     }
     // The body carries no decision; release the connection.
     await response.body?.cancel().catch(() => {});
-    return response.status === 200 ? { ok: true, strategy: 'external' } : deny(`external: ${config.endpoint} answered ${response.status}`);
+    if (response.status === 200) return { ok: true, strategy: 'external' };
+    const reason = `external: ${config.endpoint} answered ${response.status}`;
+    // Still a denial, as in the seed; but a failing service (a control plane whose key
+    // server is down) is the operator's to fix, so the client retries instead of giving up.
+    if (response.status >= 500) {
+      unavailable.warn('external authentication unavailable', { group, reason });
+      return { ok: false, reason, unavailable: true };
+    }
+    return deny(reason);
   };
 }
 

@@ -1,4 +1,4 @@
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /**
  * Parses a Go-style duration ("250ms", "5s", "1m30s", "1.5h") into milliseconds, so
@@ -6,7 +6,8 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
  */
 export function parseDuration(text: string): number | undefined {
   if (text === '0') return 0;
-  const part = /(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)/y;
+  // Longer units first, so "ms" is not read as minutes then seconds.
+  const part = /(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
   let total = 0;
   let matched = 0;
   while (part.lastIndex < text.length) {

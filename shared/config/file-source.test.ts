@@ -29,37 +29,51 @@ async function replace(path: string, content: string) {
   await rename(`${path}.tmp`, path);
 }
 
-/** A watched source whose events can be awaited one by one. */
+type WatchEvent = { config?: GroupsConfig; error?: Error; unchanged?: true };
+
+/** A watched source whose events (changes, errors, and rereads that changed nothing) can be awaited one by one. */
 async function watched(path: string) {
   const source = new FileGroupsSource(path, { debounceMs: 30 });
   sources.push(source);
   const initial = await source.load();
-  const events: Array<{ config?: GroupsConfig; error?: Error }> = [];
+  const events: WatchEvent[] = [];
   let wake: (() => void) | undefined;
-  const push = (event: { config?: GroupsConfig; error?: Error }) => {
+  const push = (event: WatchEvent) => {
     events.push(event);
     wake?.();
   };
   source.watch(
     (config) => push({ config }),
     (error) => push({ error }),
+    () => push({ unchanged: true }),
   );
-  const next = async (timeoutMs = 3000) => {
+  /** The next event that matches, dropping those before it; rejects after `timeoutMs`. */
+  const next = async (matches: (event: WatchEvent) => boolean = (e) => !e.unchanged, timeoutMs = 5_000) => {
     const deadline = Date.now() + timeoutMs;
-    while (events.length === 0) {
+    for (;;) {
+      const event = events.shift();
+      if (event && matches(event)) return event;
+      if (event) continue;
       if (Date.now() > deadline) throw new Error('no watch event');
       await new Promise<void>((resolve) => {
         wake = resolve;
         setTimeout(resolve, 25);
       });
     }
-    return events.shift()!;
   };
-  const quiet = async (ms = 200) => {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    expect(events).toEqual([]);
+  /**
+   * Waits for a reread that found the config in force, then checks that no change was
+   * reported before it: proof that a reload ran and changed nothing, not just a quiet moment.
+   */
+  const unchanged = async () => {
+    const seen: WatchEvent[] = [];
+    await next((event) => {
+      seen.push(event);
+      return event.unchanged === true;
+    });
+    expect(seen.filter((e) => e.config)).toEqual([]);
   };
-  return { source, initial, next, quiet };
+  return { source, initial, next, unchanged };
 }
 
 describe('loadGroupsFile', () => {
@@ -126,7 +140,7 @@ describe('FileGroupsSource.watch', () => {
   it('reports a bad file, keeps the last good config and recovers', async () => {
     const path = join(dir, 'groups.yml');
     await writeFile(path, groupsYaml('one.dev'));
-    const { next, quiet } = await watched(path);
+    const { next, unchanged } = await watched(path);
 
     await replace(path, 'groups:\n  g: { hosts: [bad.dev:1] }\n');
     const { error } = await next();
@@ -135,7 +149,7 @@ describe('FileGroupsSource.watch', () => {
 
     // Back to the config still in force: nothing changed, so no onChange.
     await replace(path, groupsYaml('one.dev'));
-    await quiet();
+    await unchanged();
 
     await replace(path, groupsYaml('three.dev'));
     expect(hostOf((await next()).config!)).toBe('three.dev');
@@ -154,19 +168,23 @@ describe('FileGroupsSource.watch', () => {
   it('ignores writes that leave the config as it was and unrelated files', async () => {
     const path = join(dir, 'groups.yml');
     await writeFile(path, groupsYaml('one.dev'));
-    const { quiet } = await watched(path);
+    const { unchanged } = await watched(path);
     await replace(path, `# a comment\n${groupsYaml('one.dev')}`);
+    await unchanged();
     await writeFile(join(dir, 'unrelated.txt'), 'x');
-    await quiet();
+    await unchanged();
   });
 
   it('stops after close()', async () => {
     const path = join(dir, 'groups.yml');
     await writeFile(path, groupsYaml('one.dev'));
-    const { source, quiet } = await watched(path);
-    source.close();
-    await writeFile(path, groupsYaml('two.dev'));
-    await quiet();
+    const closed = await watched(path);
+    // A second watcher of the same file shows when the write has been seen and reloaded.
+    const witness = await watched(path);
+    closed.source.close();
+    await replace(path, groupsYaml('two.dev'));
+    expect(hostOf((await witness.next()).config!)).toBe('two.dev');
+    await expect(closed.next(() => true, 500)).rejects.toThrow('no watch event');
   });
 });
 

@@ -16,8 +16,13 @@ async function readGroupsText(path: string): Promise<string> {
   }
 }
 
+/** Reads token files (tokenPath, hashedTokenPath) relative to `baseDir`. */
+export function fileTokenReader(baseDir: string): (path: string) => Promise<string> {
+  return (path) => readFile(resolve(baseDir, path), 'utf8');
+}
+
 function parseGroupsText(text: string, path: string): Promise<GroupsConfig> {
-  return parseGroups(text, path, { baseDir: dirname(resolve(path)) });
+  return parseGroups(text, path, { readFile: fileTokenReader(dirname(resolve(path))) });
 }
 
 /** Reads and parses a groups file; token paths in it are relative to its directory. */
@@ -35,7 +40,7 @@ function fingerprint(config: GroupsConfig): string {
  * because the usual ways to update a config replace the file instead of writing into it:
  * an atomic rename over it, or Kubernetes swapping the `..data` symlink its mounts go through.
  * Every change in the directory triggers a debounced reload, and `onChange` fires only if the
- * loaded config differs from the last good one. A bad file goes to `onError`; the last good
+ * loaded config differs from the last good one (`onUnchanged` otherwise). A bad file goes to `onError`; the last good
  * config stays in force.
  */
 export class FileGroupsSource implements GroupsSource {
@@ -61,7 +66,7 @@ export class FileGroupsSource implements GroupsSource {
     return config;
   }
 
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void {
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void {
     if (this.watcher || this.closed) throw new Error(`${this.path}: watch() may be called once, before close()`);
     const debounceMs = this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
     const reload = async () => {
@@ -73,7 +78,7 @@ export class FileGroupsSource implements GroupsSource {
       this.reloading = true;
       do {
         this.reloadAgain = false;
-        await this.reloadOnce(onChange, onError);
+        await this.reloadOnce(onChange, onError, onUnchanged);
       } while (this.reloadAgain && !this.closed);
       this.reloading = false;
     };
@@ -90,7 +95,7 @@ export class FileGroupsSource implements GroupsSource {
     this.watcher.on('error', onError);
   }
 
-  private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<void> {
+  private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): Promise<void> {
     let config: GroupsConfig;
     try {
       const text = await readGroupsText(this.path);
@@ -105,7 +110,11 @@ export class FileGroupsSource implements GroupsSource {
       return;
     }
     const print = fingerprint(config);
-    if (this.closed || print === this.lastGood) return;
+    if (this.closed) return;
+    if (print === this.lastGood) {
+      onUnchanged?.();
+      return;
+    }
     this.lastGood = print;
     try {
       onChange(config);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { fileTokenReader, loadGroupsFile } from './file-source.js';
 import { parseGroups, type ParseGroupsOptions } from './groups.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -133,13 +134,14 @@ describe('parseGroups: bearer token forms', () => {
     );
   });
 
-  it('resolves token paths against baseDir by default', async () => {
+  it('resolves token paths against the directory of the file they are in', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'reverst-groups-'));
     try {
       await writeFile(join(dir, 'token'), 'from-file\n');
-      const g = await group(bearer('tokenPath: token'), { baseDir: dir });
+      const g = await group(bearer('tokenPath: token'), { readFile: fileTokenReader(dir) });
       expect(g.authentication.bearer!.hashedToken).toBe(sha256('from-file'));
-      const fromSourceDir = await parseGroups(bearer('tokenPath: token'), join(dir, 'groups.yml'));
+      await writeFile(join(dir, 'groups.yml'), bearer('tokenPath: token'));
+      const fromSourceDir = await loadGroupsFile(join(dir, 'groups.yml'));
       expect(fromSourceDir.groups.get('g')!.authentication.bearer!.hashedToken).toBe(sha256('from-file'));
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -172,6 +174,125 @@ describe('parseGroups: extensions', () => {
   });
 });
 
+describe('parseGroups: what a control plane adds (extensions)', () => {
+  const hash = `$pbkdf2-sha256$i=100000$${'A'.repeat(22)}$${'B'.repeat(43)}`;
+
+  it('reads a basic passwordHash instead of a password', async () => {
+    const g = await group(yaml(['groups:', '  g:', '    authentication:', `      basic: { username: u, passwordHash: "${hash}" }`]));
+    expect(g.authentication.basic).toEqual({ scheme: 'Basic', username: 'u', passwordHash: hash });
+  });
+
+  it('reads external.accept: tokens by their SHA-256, and a JWT rule with its defaults', async () => {
+    const g = await group(
+      yaml([
+        'groups:',
+        '  g:',
+        '    authentication:',
+        '      external:',
+        '        endpoint: http://cp:8080/v1/auth/external',
+        '        accept:',
+        '          tokens: [t1]',
+        `          hashedTokens: ["${sha256('t2').toUpperCase()}"]`,
+        '          jwt:',
+        '            issuer: https://idp.example',
+        '            audience: reverst',
+        '            jwksUrl: https://idp.example/jwks.json',
+      ]),
+    );
+    expect(g.authentication.external).toEqual({
+      scheme: 'Bearer',
+      endpoint: 'http://cp:8080/v1/auth/external',
+      accept: {
+        hashedTokens: [sha256('t1'), sha256('t2')],
+        jwt: {
+          issuer: 'https://idp.example',
+          audience: ['reverst'],
+          jwksUrl: 'https://idp.example/jwks.json',
+          groupsClaim: 'groups',
+          clockToleranceMs: 30_000,
+        },
+      },
+    });
+  });
+
+  it('reads a JWT rule with a static key, algorithms, its own claim and tolerance', async () => {
+    const g = await group(
+      yaml([
+        'groups:',
+        '  g:',
+        '    authentication:',
+        '      external:',
+        '        endpoint: http://cp/v1/auth/external',
+        '        accept:',
+        '          jwt:',
+        '            issuer: i',
+        '            audience: [a, b]',
+        '            publicKey: |',
+        '              -----BEGIN PUBLIC KEY-----',
+        '              MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=',
+        '              -----END PUBLIC KEY-----',
+        '            algorithms: [EdDSA]',
+        '            groupsClaim: tunnels',
+        '            clockTolerance: 5s',
+      ]),
+    );
+    expect(g.authentication.external!.accept!.jwt).toEqual({
+      issuer: 'i',
+      audience: ['a', 'b'],
+      publicKey: '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n',
+      algorithms: ['EdDSA'],
+      groupsClaim: 'tunnels',
+      clockToleranceMs: 5000,
+    });
+  });
+
+  const ext = (...lines: string[]) => yaml(['groups:', '  g:', '    authentication:', '      external:', '        endpoint: http://cp/x', ...lines]);
+  it.each([
+    [
+      'a password and a passwordHash',
+      yaml(['groups:', '  g:', '    authentication:', `      basic: { username: u, password: p, passwordHash: "${hash}" }`]),
+      'groups.yml:4:29: groups."g".authentication.basic.password: conflicts with passwordHash: set only one of them',
+    ],
+    [
+      'a passwordHash that is not PBKDF2',
+      yaml(['groups:', '  g:', '    authentication:', '      basic: { username: u, passwordHash: "$2y$10$abc" }']),
+      'groups.yml:4:43: groups."g".authentication.basic.passwordHash: expected "$pbkdf2-sha256$i=<iterations>$<salt>$<hash>" (PBKDF2-HMAC-SHA-256, base64)',
+    ],
+    [
+      'an empty accept block',
+      ext('        accept: {}'),
+      'groups.yml:6:17: groups."g".authentication.external.accept: give at least one of tokens, hashedTokens or jwt (an empty accept block lets nobody in)',
+    ],
+    [
+      'a bad hashed token',
+      ext('        accept: { hashedTokens: [abc] }'),
+      'groups.yml:6:33: groups."g".authentication.external.accept.hashedTokens[0]: must be a SHA-256 digest in hex (64 characters 0-9a-f)',
+    ],
+    [
+      'a JWT rule without issuer',
+      ext('        accept:', '          jwt: { audience: a, jwksUrl: "https://i/jwks" }'),
+      'groups.yml:7:16: groups."g".authentication.external.accept.jwt.issuer: required: the "iss" the identity provider puts in its tokens',
+    ],
+    [
+      'a JWT rule with two key sources',
+      ext('        accept:', '          jwt: { issuer: i, audience: a, jwksUrl: "https://i/jwks", publicKey: x }'),
+      'groups.yml:7:80: groups."g".authentication.external.accept.jwt: give exactly one of jwksUrl and publicKey',
+    ],
+    [
+      'a symmetric algorithm',
+      ext('        accept:', '          jwt: { issuer: i, audience: a, jwksUrl: "https://i/jwks", algorithms: [HS256] }'),
+      'groups.yml:7:82: groups."g".authentication.external.accept.jwt.algorithms[0]: "HS256" is not supported (use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519)',
+    ],
+    [
+      'an unknown accept field',
+      ext('        accept: { token: t }'),
+      'groups.yml:6:19: groups."g".authentication.external.accept.token: unknown field (expected one of tokens, hashedTokens, jwt)',
+    ],
+  ])('refuses %s, naming line, column and field', async (_, text, message) => {
+    expect((await configError(text)).message).toBe(message);
+  });
+});
+
 describe('parseGroups: errors name source, line, column and field', () => {
   const g = (...lines: string[]) => yaml(['groups:', '  "flipt":', ...lines]);
 
@@ -189,7 +310,7 @@ describe('parseGroups: errors name source, line, column and field', () => {
     [
       'unknown field',
       g('    authentication:', '      basic: { username: u, password: p, passwrd: x }'),
-      'groups.yml:4:42: groups."flipt".authentication.basic.passwrd: unknown field (expected one of scheme, username, password)',
+      'groups.yml:4:42: groups."flipt".authentication.basic.passwrd: unknown field (expected one of scheme, username, password, passwordHash)',
     ],
     ['unknown top-level field', 'group:\n  a: {}\n', 'groups.yml:1:1: group: unknown field (expected one of groups)'],
     ['wrong type for hosts', g('    hosts: flipt.dev'), 'groups.yml:3:12: groups."flipt".hosts: expected a list of hosts, got a string'],

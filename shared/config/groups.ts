@@ -3,10 +3,15 @@
  * Every file the Go seed accepts loads here with the same meaning; problems are reported
  * with source, line, column and field path. Web-standard only, so the control plane can use it.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
-import { ConfigError, type ConfigIssue } from '../errors.js';
+import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
+import { parsePasswordHash } from '../auth/password-hash.js';
+import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { parseExternalRules, type ExternalRules } from './external-rules.js';
 import { hostPatternProblem, normalizeHostname } from './hosts.js';
+import { describe, isHttpUrl, NodeReader, sha256Hex, type Entry, type YamlNode } from './yaml-reader.js';
+
+export type { ExternalRules, JwtRule } from './external-rules.js';
 
 export const LOAD_BALANCING_POLICIES = ['round-robin', 'least-inflight'] as const;
 export type LoadBalancing = (typeof LOAD_BALANCING_POLICIES)[number];
@@ -20,7 +25,13 @@ export type StrategyName = keyof typeof DEFAULT_SCHEMES;
 export interface BasicAuthentication {
   scheme: string;
   username: string;
-  password: string;
+  /** Exactly one of password (as written) and passwordHash is set. */
+  password?: string | undefined;
+  /**
+   * A PBKDF2 hash in PHC form (see shared/auth/password-hash.ts): what a control plane publishes
+   * instead of the password, and what a file may give instead of one.
+   */
+  passwordHash?: string | undefined;
 }
 
 export interface BearerAuthentication {
@@ -37,6 +48,8 @@ export interface ExternalAuthentication {
   endpoint: string;
   /** Per-group override of the authenticator's default timeout. */
   timeoutMs?: number | undefined;
+  /** What the control plane's /v1/auth/external accepts for this group; nodes only pass it on. */
+  accept?: ExternalRules | undefined;
 }
 
 export interface GroupAuthentication {
@@ -60,12 +73,11 @@ export interface GroupsConfig {
 
 export interface ParseGroupsOptions {
   /**
-   * Reads a tokenPath or hashedTokenPath; gets the path as written in the file.
-   * Defaults to the file system, relative to `baseDir`.
+   * Reads a tokenPath or hashedTokenPath; gets the path as written in the file. Without one (a
+   * serverless runtime, a control plane's JSON) token paths are refused: this module reads no files,
+   * so that it loads where there is no file system (file sources pass `fileTokenReader`).
    */
   readFile?: ((path: string) => Promise<string>) | undefined;
-  /** Directory relative token paths start from; defaults to the directory of `sourceName`. */
-  baseDir?: string | undefined;
 }
 
 const TOKEN_SOURCES = ['token', 'tokenPath', 'hashedToken', 'hashedTokenPath'] as const;
@@ -75,9 +87,9 @@ const FIELDS = {
   root: ['groups'],
   group: ['hosts', 'authentication', 'loadBalancing'],
   authentication: ['basic', 'bearer', 'external'],
-  basic: ['scheme', 'username', 'password'],
+  basic: ['scheme', 'username', 'password', 'passwordHash'],
   bearer: ['scheme', ...TOKEN_SOURCES],
-  external: ['scheme', 'endpoint', 'timeout'],
+  external: ['scheme', 'endpoint', 'timeout', 'accept'],
 } as const;
 
 // RFC 9110 token characters: a scheme cannot contain spaces or separators.
@@ -93,91 +105,15 @@ export async function parseGroups(text: string, sourceName: string, options: Par
     reader.reportAt(error.pos[0], undefined, message);
   }
   if (reader.issues.length === 0) {
-    const readFile = options.readFile ?? fileReader(options.baseDir, sourceName);
+    const readFile = options.readFile ?? noFileSystem;
     const groups = await new GroupsParser(reader, readFile).parse(doc.contents);
     if (reader.issues.length === 0) return { groups };
   }
   throw new ConfigError(reader.sortedIssues());
 }
 
-// Imported lazily so that this module also loads where there is no file system.
-function fileReader(baseDir: string | undefined, sourceName: string): (path: string) => Promise<string> {
-  return async (path) => {
-    const [{ readFile }, { dirname, resolve }] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-    return readFile(resolve(baseDir ?? dirname(sourceName), path), 'utf8');
-  };
-}
-
-interface Entry {
-  key: YamlNode;
-  /** Undefined when the key has no value or an explicit null. */
-  value: YamlNode | undefined;
-}
-
-/** Typed access to YAML nodes that records every problem with its position. */
-class NodeReader {
-  readonly issues: Array<ConfigIssue & { offset: number }> = [];
-
-  constructor(
-    private readonly source: string,
-    private readonly lines: LineCounter,
-    private readonly doc: Document,
-  ) {}
-
-  reportAt(offset: number, field: string | undefined, message: string): void {
-    const { line, col } = this.lines.linePos(offset);
-    this.issues.push({ source: this.source, line, column: col, field: field || undefined, message, offset });
-  }
-
-  report(node: YamlNode, field: string, message: string): void {
-    this.reportAt(node.range?.[0] ?? 0, field, message);
-  }
-
-  sortedIssues(): ConfigIssue[] {
-    return [...this.issues].sort((a, b) => a.offset - b.offset).map(({ offset: _, ...issue }) => issue);
-  }
-
-  /** Follows aliases; undefined for a missing or null value. */
-  resolve(node: unknown): YamlNode | undefined {
-    const target = isAlias(node) ? node.resolve(this.doc) : node;
-    if (target === undefined || target === null) return undefined;
-    if (isScalar(target) && target.value === null) return undefined;
-    return target as YamlNode;
-  }
-
-  /** The entries of a map; `known` lists the allowed keys (omit to allow any). Null reads as an empty map. */
-  map(node: YamlNode | undefined, field: string, known?: readonly string[]): Map<string, Entry> | undefined {
-    const entries = new Map<string, Entry>();
-    if (node === undefined) return entries;
-    if (!isMap(node)) {
-      this.report(node, field, `expected a map${field ? '' : ' with a "groups" key'}, got ${describe(node)}`);
-      return undefined;
-    }
-    for (const pair of node.items) {
-      const key = this.resolve(pair.key);
-      const name = key && isScalar(key) ? scalarText(key) : undefined;
-      if (!key || name === undefined || name === '') {
-        this.report(key ?? node, field, 'keys must be non-empty strings');
-        continue;
-      }
-      if (known && !known.includes(name)) {
-        this.report(key, join(field, name), `unknown field (expected one of ${known.join(', ')})`);
-        continue;
-      }
-      entries.set(name, { key, value: this.resolve(pair.value) });
-    }
-    return entries;
-  }
-
-  /** Undefined when absent; null when not a string (already reported). */
-  string(node: YamlNode | undefined, field: string): string | null | undefined {
-    if (node === undefined) return undefined;
-    if (!isScalar(node)) {
-      this.report(node, field, `expected a string, got ${describe(node)}`);
-      return null;
-    }
-    return scalarText(node);
-  }
+async function noFileSystem(): Promise<string> {
+  throw new Error('token files cannot be read by this source: give token or hashedToken instead');
 }
 
 class GroupsParser {
@@ -257,7 +193,7 @@ class GroupsParser {
     const authentication: GroupAuthentication = {
       basic: this.basic(nodeOf('basic'), `${field}.basic`),
       bearer: await this.bearer(nodeOf('bearer'), `${field}.bearer`),
-      external: this.external(nodeOf('external'), `${field}.external`),
+      external: await this.external(nodeOf('external'), `${field}.external`),
     };
     // The strategy is picked by the header's scheme, so two strategies cannot share one.
     const schemeOwners = new Map<string, StrategyName>();
@@ -301,9 +237,23 @@ class GroupsParser {
     const fields = this.reader.map(node, field, FIELDS.basic);
     if (!fields || !node) return undefined;
     const username = this.required(fields, node, field, 'username');
-    const password = this.required(fields, node, field, 'password');
     const scheme = this.scheme(fields, field, 'basic');
-    return username !== undefined && password !== undefined ? { scheme, username, password } : undefined;
+    const hashNode = fields.get('passwordHash')?.value;
+    const passwordHash = this.reader.string(hashNode, `${field}.passwordHash`);
+    if (!passwordHash) {
+      const password = this.required(fields, node, field, 'password');
+      return username !== undefined && password !== undefined ? { scheme, username, password } : undefined;
+    }
+    if (fields.get('password')?.value) {
+      this.reader.report(fields.get('password')!.key, `${field}.password`, 'conflicts with passwordHash: set only one of them');
+      return undefined;
+    }
+    const parsed = parsePasswordHash(passwordHash);
+    if ('problem' in parsed) {
+      this.reader.report(hashNode!, `${field}.passwordHash`, parsed.problem);
+      return undefined;
+    }
+    return username !== undefined ? { scheme, username, passwordHash } : undefined;
   }
 
   private async bearer(node: YamlNode | undefined, field: string): Promise<BearerAuthentication | undefined> {
@@ -357,7 +307,7 @@ class GroupsParser {
     return token || undefined;
   }
 
-  private external(node: YamlNode | undefined, field: string): ExternalAuthentication | undefined {
+  private async external(node: YamlNode | undefined, field: string): Promise<ExternalAuthentication | undefined> {
     const fields = this.reader.map(node, field, FIELDS.external);
     if (!fields || !node) return undefined;
     const scheme = this.scheme(fields, field, 'external');
@@ -371,37 +321,11 @@ class GroupsParser {
     if (typeof timeout === 'string' && !timeoutMs) {
       this.reader.report(timeoutNode!, `${field}.timeout`, `${JSON.stringify(timeout)} is not a positive duration (e.g. "500ms", "5s")`);
     }
+    const accept = await parseExternalRules(this.reader, fields.get('accept')?.value, `${field}.accept`);
     if (endpoint === undefined) return undefined;
-    return timeoutMs ? { scheme, endpoint, timeoutMs } : { scheme, endpoint };
+    const external: ExternalAuthentication = { scheme, endpoint };
+    if (timeoutMs) external.timeoutMs = timeoutMs;
+    if (accept) external.accept = accept;
+    return external;
   }
-}
-
-function join(path: string, name: string): string {
-  return path ? `${path}.${name}` : name;
-}
-
-// Go's yaml.v3 reads any scalar into a string field as written (`password: 1234`); so do we.
-function scalarText(node: { value: unknown; source?: string }): string {
-  return typeof node.value === 'string' ? node.value : (node.source ?? String(node.value));
-}
-
-function describe(node: YamlNode): string {
-  if (isMap(node)) return 'a map';
-  if (isSeq(node)) return 'a list';
-  if (isScalar(node)) return typeof node.value === 'string' ? 'a string' : `a ${typeof node.value}`;
-  return 'an unsupported node';
-}
-
-function isHttpUrl(text: string): boolean {
-  try {
-    const url = new URL(text);
-    return url.protocol === 'http:' || url.protocol === 'https:';
-  } catch {
-    return false;
-  }
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, '0')).join('');
 }

@@ -1,5 +1,15 @@
 export * from './groups.js';
 export { matchHost, hostFromHeader, normalizeHostname } from './hosts.js';
 export { parseDuration } from './duration.js';
-export { FileGroupsSource, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
-export { groupsSourceFromUrl, registerGroupsSource, type GroupsSource, type GroupsSourceFactory, type GroupsSourceOptions } from './source.js';
+export { parseSize, SIZE_EXAMPLES } from './size.js';
+export { FileGroupsSource, fileTokenReader, loadGroupsFile, DEFAULT_WATCH_DEBOUNCE_MS } from './file-source.js';
+export {
+  groupsSourceFromUrl,
+  groupsSourceSchemes,
+  registerGroupsSource,
+  type GroupsSource,
+  type GroupsSourceFactory,
+  type GroupsSourceOptions,
+  type GroupsSourceStatus,
+} from './source.js';
+export { ControlPlaneError, HttpGroupsSource, DEFAULT_POLL_WAIT_MS, type HttpGroupsSourceOptions } from './http-source.js';

@@ -1,20 +1,41 @@
 import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { FileGroupsSource } from './file-source.js';
 import type { GroupsConfig } from './groups.js';
+import { HttpGroupsSource } from './http-source.js';
 
 /** Where tunnel groups come from (`-g`). Each source pushes updates when watched. */
 export interface GroupsSource {
   /** For logs and error messages. */
   readonly name: string;
   load(): Promise<GroupsConfig>;
-  /** Calls `onChange` with each new valid config; a bad update goes to `onError` and changes nothing. */
-  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): void;
+  /**
+   * Calls `onChange` with each new valid config; a bad update goes to `onError` and changes
+   * nothing. Sources that re-read on a signal may call `onUnchanged` when the config read is
+   * the one in force, so a caller can tell a reload ran and changed nothing.
+   */
+  watch(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): void;
   close(): void;
+  /** For /readyz, from sources that can be without a config or behind (a control plane that is down). */
+  status?(): GroupsSourceStatus;
+}
+
+export interface GroupsSourceStatus {
+  /** False only while there is no config at all. */
+  ready: boolean;
+  detail: string;
 }
 
 export interface GroupsSourceOptions {
   /** File sources: one reload per burst of changes this long. */
   debounceMs?: number | undefined;
+  /** Whether the source will be watched (-w): a control-plane source may then start with no config yet. */
+  watch?: boolean | undefined;
+  /** Control-plane sources: the API token (--control-plane-token-file). */
+  token?: string | undefined;
+  /** Control-plane sources: the last config, for a start while the control plane is down (--groups-cache). */
+  cachePath?: string | undefined;
+  logger?: Logger | undefined;
 }
 
 /** Makes the source for a `-g` value of one URL scheme. */
@@ -30,6 +51,14 @@ export function registerGroupsSource(scheme: string, factory: GroupsSourceFactor
 
 // `file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative, as in the seed.
 registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
+// A control plane's /v1/groups, long-polled.
+registerGroupsSource('http', (spec, options) => new HttpGroupsSource(spec, options));
+registerGroupsSource('https', (spec, options) => new HttpGroupsSource(spec, options));
+
+/** The URL schemes a `-g` value may use in this build (a plain path always works). */
+export function groupsSourceSchemes(): string[] {
+  return [...factories.keys()];
+}
 
 /** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
 export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {
@@ -37,7 +66,7 @@ export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions =
   if (scheme === undefined) return new FileGroupsSource(spec, options);
   const factory = factories.get(scheme);
   if (factory) return factory(spec, options);
-  const known = [...factories.keys()].map((s) => `${s}://`);
+  const known = groupsSourceSchemes().map((s) => `${s}://`);
   throw new ConfigError([{ source: spec, message: `unknown tunnel groups source scheme "${scheme}://": use a file path or one of ${known.join(', ')}` }], {
     code: 'ERR_CONFIG_SOURCE_UNSUPPORTED',
   });

@@ -1,24 +1,15 @@
 // Typed errors of the transport. Nothing outside shared/quic sees quiche's
 // generic Error strings: they are turned into these.
+import { ReverstError, type ErrorCode } from '../errors.js';
 
-export type QuicErrorCode =
-  | 'ERR_QUIC_CONNECT_TIMEOUT'
-  | 'ERR_QUIC_CONNECTION_REFUSED'
-  | 'ERR_QUIC_TLS'
-  | 'ERR_QUIC_IDLE_TIMEOUT'
-  | 'ERR_QUIC_PEER_UNRESPONSIVE'
-  | 'ERR_QUIC_CLOSED'
-  | 'ERR_QUIC_STREAM_RESET'
-  | 'ERR_QUIC_PROTOCOL';
+/** The transport's codes, documented with all the others in ERROR_CODES. */
+export type QuicErrorCode = Extract<ErrorCode, `ERR_QUIC_${string}`>;
 
-export class QuicError extends Error {
+export class QuicError extends ReverstError {
   override name = 'QuicError';
-  constructor(
-    readonly code: QuicErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  declare readonly code: QuicErrorCode;
+  constructor(code: QuicErrorCode, message: string, options: { cause?: unknown } = {}) {
+    super(code, message, { cause: options.cause });
   }
 }
 

@@ -1,5 +1,6 @@
 // Transport options with the defaults we chose and why. parseQuicOptions()
 // normalises a partial object and rejects values quiche would misbehave on.
+import { ReverstError } from '../errors.js';
 
 /** Keep the handshake and every packet under the path MTU of ordinary networks. */
 export const DEFAULT_MAX_UDP_PAYLOAD = 1350;
@@ -127,7 +128,7 @@ export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: stri
     ...stripUndefined(partial),
   };
   if (!Array.isArray(o.alpn) || o.alpn.length === 0 || o.alpn.some((p) => typeof p !== 'string' || p.length === 0 || p.length > 255)) {
-    throw new TypeError('alpn: give at least one protocol name of 1-255 bytes');
+    throw new ReverstError('ERR_INVALID_OPTION', 'alpn: give at least one protocol name of 1-255 bytes');
   }
   for (const key of [
     'idleTimeoutMs',
@@ -145,25 +146,32 @@ export function parseQuicOptions(partial: QuicTransportOverrides & { alpn?: stri
     'socketBuffer',
   ] as const) {
     const v = o[key];
-    if (!Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected a non-negative number, got ${String(v)}`);
+    if (!Number.isFinite(v) || v < 0) throw new ReverstError('ERR_INVALID_OPTION', `${key}: expected a non-negative number, got ${String(v)}`);
   }
-  if (o.ackDelayMs > MAX_ACK_DELAY_MS)
-    throw new TypeError(`ackDelayMs: at most ${MAX_ACK_DELAY_MS} (the peer expects acknowledgements within 25 ms), got ${o.ackDelayMs}`);
-  if (o.idleTimeoutMs === 0) throw new TypeError('idleTimeoutMs: 0 would never notice a dead peer; give a timeout');
+  if (o.ackDelayMs > MAX_ACK_DELAY_MS) {
+    throw new ReverstError(
+      'ERR_INVALID_OPTION',
+      `ackDelayMs: at most ${MAX_ACK_DELAY_MS} (the peer expects acknowledgements within 25 ms), got ${o.ackDelayMs}`,
+    );
+  }
+  if (o.idleTimeoutMs === 0) throw new ReverstError('ERR_INVALID_OPTION', 'idleTimeoutMs: 0 would never notice a dead peer; give a timeout');
   if (o.keepAliveMs >= o.idleTimeoutMs) {
-    throw new TypeError(`keepAliveMs (${o.keepAliveMs}) must be shorter than idleTimeoutMs (${o.idleTimeoutMs}), or the connection idles out between pings`);
+    throw new ReverstError(
+      'ERR_INVALID_OPTION',
+      `keepAliveMs (${o.keepAliveMs}) must be shorter than idleTimeoutMs (${o.idleTimeoutMs}), or the connection idles out between pings`,
+    );
   }
-  if (o.maxUdpPayload < 1200 || o.maxUdpPayload > 65527) throw new TypeError('maxUdpPayload: QUIC needs 1200..65527 bytes');
-  if (o.loopbackUdpPayload > 65527) throw new TypeError('loopbackUdpPayload: at most 65527 bytes fit in a UDP datagram');
+  if (o.maxUdpPayload < 1200 || o.maxUdpPayload > 65527) throw new ReverstError('ERR_INVALID_OPTION', 'maxUdpPayload: QUIC needs 1200..65527 bytes');
+  if (o.loopbackUdpPayload > 65527) throw new ReverstError('ERR_INVALID_OPTION', 'loopbackUdpPayload: at most 65527 bytes fit in a UDP datagram');
   // A loopback path carries at least what any path does.
   if (o.loopbackUdpPayload < o.maxUdpPayload) o.loopbackUdpPayload = o.maxUdpPayload;
   if (o.maxStreamWindow < o.streamWindow) o.maxStreamWindow = o.streamWindow;
   if (o.maxConnectionWindow < o.connectionWindow) o.maxConnectionWindow = o.connectionWindow;
   if (o.connectionWindow < o.streamWindow) {
-    throw new TypeError('connectionWindow must be at least streamWindow, or one stream can use up the whole connection');
+    throw new ReverstError('ERR_INVALID_OPTION', 'connectionWindow must be at least streamWindow, or one stream can use up the whole connection');
   }
   if (!['cubic', 'reno', 'bbr'].includes(o.congestionControl)) {
-    throw new TypeError(`congestionControl: one of cubic, reno, bbr (got ${String(o.congestionControl)})`);
+    throw new ReverstError('ERR_INVALID_OPTION', `congestionControl: one of cubic, reno, bbr (got ${String(o.congestionControl)})`);
   }
   return o;
 }

@@ -1,6 +1,7 @@
 import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { ReverstError } from '../errors.js';
 import { buildConfig } from './config.js';
 import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } from './connection.js';
 import { QuicError } from './errors.js';
@@ -109,10 +110,11 @@ export class QuicServer extends EventEmitter implements PacketSink {
   }
 
   static async listen(opts: QuicServerOptions): Promise<QuicServer> {
-    if (!opts.key || !opts.cert) throw new TypeError('QUIC server: key and cert (PEM) are required');
+    if (!opts.key || !opts.cert) throw new ReverstError('ERR_INVALID_OPTION', 'QUIC server: key and cert (PEM) are required');
     const options = parseQuicOptions(opts);
     const retryAbove = opts.retryAbovePending ?? DEFAULT_RETRY_ABOVE_PENDING;
-    if (!Number.isInteger(retryAbove) || retryAbove < 0) throw new TypeError(`retryAbovePending: expected a non-negative integer, got ${String(retryAbove)}`);
+    if (!Number.isInteger(retryAbove) || retryAbove < 0)
+      throw new ReverstError('ERR_INVALID_OPTION', `retryAbovePending: expected a non-negative integer, got ${String(retryAbove)}`);
     const configs = {
       network: buildConfig(options, opts, true, options.maxUdpPayload),
       loopback: buildConfig(options, opts, true, options.loopbackUdpPayload),

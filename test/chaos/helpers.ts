@@ -85,7 +85,7 @@ export class NodeProcess {
 
   /** The node's resident memory, from its own process metrics. */
   async rss(): Promise<number> {
-    const match = /^reverst_process_(?:process_)?resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(await this.metrics());
+    const match = /^reverst_process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(await this.metrics());
     if (!match) throw new Error('no resident memory figure in /metrics');
     return Number(match[1]);
   }

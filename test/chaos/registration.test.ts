@@ -167,7 +167,7 @@ describe('registration fuzzing', () => {
     const rssAfter = await node.rss();
     const logGrowth = node.logBytes() - logBefore;
     const log = node.proc.stderr.join('\n');
-    const heap = /^reverst_process_nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1];
+    const heap = /^reverst_nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1];
     report(
       `registration fuzzing: ${CASES.length} kinds × ${rounds} refused as expected; ${flood} registrations with unique 60 KB group names in ${floodSeconds.toFixed(1)} s; ` +
         `visitors ${answers.filter((a) => a.status === 200).length}/${answers.length} served; /metrics ${megabytes(metrics.length)}; ` +

@@ -56,6 +56,28 @@ const addressOf = (id: string) => `${encodeURIComponent(id)}.internal:7443`;
 const ids = (nodes: NodeInfo[]) => nodes.map((n) => n.id).sort();
 
 export function membershipContract(backend: MembershipBackend): void {
+  it('keeps clusters with different namespaces apart in one store (?namespace= on the URL)', async () => {
+    const base = backend.url(`shared-${process.pid}-${++clusters}`);
+    const suffix = `${process.pid}-${clusters}`;
+    const join = async (namespace: string, id: string) => {
+      const node = createMembership(`${base}?namespace=${namespace}-${suffix}`, { ttlMs: TTL_MS, heartbeatMs: HEARTBEAT_MS, resyncMs: RESYNC_MS });
+      onCleanup(() => node.stop({ leave: false }));
+      node.setGroups([FLIPT]);
+      await node.start({ id, address: addressOf(id) });
+      return node;
+    };
+    const blueA = await join('blue', 'a');
+    const green = await join('green', 'g');
+    const blueB = await join('blue', 'b');
+    // Joining reads the whole store: what a node sees right after start() is what its namespace holds.
+    expect(ids(blueB.nodes())).toEqual(['a', 'b']);
+    expect(ids(green.nodes())).toEqual(['g']);
+    await eventually(() => expect(ids(blueA.nodesFor(FLIPT))).toEqual(['a', 'b']), EVENT_DEADLINE_MS);
+    // b's join reached a as an event; g's, written earlier into the same store, never did.
+    expect(ids(blueA.nodes())).toEqual(['a', 'b']);
+    expect(ids(green.nodesFor(FLIPT))).toEqual(['g']);
+  });
+
   it('a node that joins sees the nodes already there, and they see it', async () => {
     const c = cluster(backend);
     const a = await c.join('a');

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, spawnNode, useCleanup } from '../harness/index.js';
+import { freePort, onCleanup, spawnNode, useCleanup } from '../harness/index.js';
+import { basic, connect } from '../../client/index.js';
 import { ALPN, CloseCode, MAX_FRAME_SIZE, encodeFrame, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
@@ -147,6 +148,34 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect(await readFrame(registration)).toMatchObject({ Code: 0 });
     expect(conn.isClosing).toBe(false);
     await conn.close();
+  });
+
+  it('answers 504 itself when the tunnel sends no response head in time, and lets go of the stream', async () => {
+    const t = await startTestNode({ requestTimeoutMs: 1_000 });
+    let abandoned!: () => void;
+    const wasAbandoned = new Promise<void>((resolve) => (abandoned = resolve));
+    const tunnel = await connect({
+      addresses: [t.address],
+      serverName: GROUP,
+      ca: t.ca.cert,
+      group: GROUP,
+      auth: basic('user', 'pass'),
+      handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
+        // /slow never answers; the node resetting its stream closes the response here.
+        if (req.url === '/slow') res.once('close', abandoned);
+        else res.end('fast');
+      },
+    });
+    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    const port = t.node.httpAddress.port;
+    const res = await visit(port, '/slow');
+    expect(res.status).toBe(504);
+    expect(res.body.toString()).toMatch(/^504 Gateway Timeout: no response from the tunnel within 1000 ms \(request [\w-]+\)\n?$/);
+    await wasAbandoned;
+    expect((await visit(port, '/')).body.toString()).toBe('fast');
+    const { values } = await t.node.metrics.proxyRequests.get();
+    expect(values.find((v) => v.labels.code === '504')?.value).toBe(1);
+    expect(t.node.registry.all().map((x) => x.inFlight)).toEqual([0]);
   });
 
   it('answers 502 when a tunnel sends a response head node:http cannot forward, and keeps running', async () => {

@@ -11,6 +11,7 @@ import { QuicTlsError } from '../../shared/quic/index.js';
 import {
   NotFoundError,
   ServerError,
+  ServerNameError,
   UnauthorizedError,
   basic,
   bearer,
@@ -20,7 +21,7 @@ import {
   type ReconnectingEvent,
 } from '../../client/index.js';
 import { UNKNOWN_GROUP_LABEL } from '../../data-plane/registration.js';
-import { BASIC_GROUP_YAML, GROUP, startTestNode, testCerts, visit, type TestNode } from './helpers.js';
+import { BASIC_GROUP_YAML, GROUP, captureLogs, startTestNode, testCerts, visit, type TestNode } from './helpers.js';
 
 useCleanup();
 
@@ -137,9 +138,18 @@ describe('registration', () => {
     await expect(connect(tunnelOptions([t.address], { auth: basic('user', 'wrong') }))).rejects.toThrow(UnauthorizedError);
   });
 
-  it('retries "not found" until the node is configured with the group', async () => {
-    const t = await startTestNode({ watchGroups: true, groupsYaml: OTHER_GROUP_YAML });
+  it('stops at "not found" with the typed error: a group the node does not know is most likely misspelt', async () => {
+    const t = await startTestNode({ groupsYaml: OTHER_GROUP_YAML });
     const { tunnel, retries } = start([t.address]);
+    await expect(tunnel.ready).rejects.toThrow(NotFoundError);
+    expect(await tunnel.closed).toBeInstanceOf(NotFoundError);
+    expect(retries).toEqual([]);
+    expect(await registrations(t, 'not_found', UNKNOWN_GROUP_LABEL)).toBe(1);
+  });
+
+  it('with retryNotFound, retries "not found" until the node is configured with the group', async () => {
+    const t = await startTestNode({ watchGroups: true, groupsYaml: OTHER_GROUP_YAML });
+    const { tunnel, retries } = start([t.address], { retryNotFound: true });
     await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
     rewriteGroups(t.groupsPath, BASIC_GROUP_YAML);
     await tunnel.ready;
@@ -193,11 +203,8 @@ describe('registration', () => {
       t = await startTestNode();
     });
 
-    it.each([
-      ['a CA that did not sign the node certificate', async (): Promise<Partial<ConnectOptions>> => ({ ca: (await makeCa('other')).cert })],
-      ['a name the node certificate does not carry', async (): Promise<Partial<ConnectOptions>> => ({ serverName: 'not-the-name.example' })],
-    ])('retries a TLS failure (%s), with the reason in the event', async (_what, extra) => {
-      const { tunnel, retries } = start([t.address], await extra());
+    it('retries a TLS failure (a CA that did not sign the node certificate), with the reason in the event', async () => {
+      const { tunnel, retries } = start([t.address], { ca: (await makeCa('other')).cert });
       await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
       expect(retries[0]!.error).toBeInstanceOf(QuicTlsError);
       expect(retries[0]!.address).toBe(t.address);
@@ -206,6 +213,26 @@ describe('registration', () => {
       // The handshake failed: the node never got as far as a registration.
       expect(await registrations(t, undefined, '*')).toBe(0);
       expect(t.node.registry.all()).toEqual([]);
+    });
+
+    it('stops for good on a name the node certificate does not carry, naming the names it holds', async () => {
+      const logs = captureLogs();
+      const t = await startTestNode({ logger: logs.logger });
+      const { tunnel, retries } = start([t.address], { serverName: 'not-the-name.example' });
+      const error = await tunnel.ready.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(ServerNameError);
+      expect((error as ServerNameError).message).toBe(
+        `the node's certificate is not valid for the server name "not-the-name.example": it holds ${GROUP}, localhost, 127.0.0.1`,
+      );
+      expect((error as ServerNameError).cause).toBeInstanceOf(QuicTlsError);
+      expect(retries).toEqual([]);
+      expect(await tunnel.closed).toBe(error);
+      // Looking at the certificate is no registration: the node counts none once it has seen the look end.
+      await logs.waitFor(/^client closed before registering$/);
+      expect(await registrations(t, undefined, '*')).toBe(0);
     });
 
     it('without a CA, verifies against the public roots (which do not include a test CA)', async () => {
@@ -237,9 +264,9 @@ describe('registration', () => {
 });
 
 describe('staying connected', () => {
-  it('reconnects when the node closes the connection (its group removed, then restored)', async () => {
+  it('with retryNotFound, reconnects when the node closes the connection (its group removed, then restored)', async () => {
     const t = await startTestNode({ watchGroups: true });
-    const { tunnel, retries } = start([t.address]);
+    const { tunnel, retries } = start([t.address], { retryNotFound: true });
     await tunnel.ready;
     const [first] = t.node.registry.all();
 
@@ -375,9 +402,18 @@ describe('staying connected', () => {
   // "Ignores control frames of unknown types" is not here: a real node sends none, and
   // parseControlFrame's undefined for unknown types is covered in shared/protocol.test.ts.
 
-  it('stops with the typed error when the node later refuses it for good', async () => {
+  it('stops with NotFoundError when its group is removed', async () => {
     const t = await startTestNode({ watchGroups: true });
     const { tunnel, retries } = start([t.address]);
+    await tunnel.ready;
+    rewriteGroups(t.groupsPath, OTHER_GROUP_YAML);
+    expect(await tunnel.closed).toBeInstanceOf(NotFoundError);
+    expect(retries).toEqual([]);
+  });
+
+  it('stops with the typed error when the node later refuses it for good', async () => {
+    const t = await startTestNode({ watchGroups: true });
+    const { tunnel, retries } = start([t.address], { retryNotFound: true });
     await tunnel.ready;
     const errors: Error[] = [];
     tunnel.on('error', (error) => errors.push(error));

@@ -68,9 +68,14 @@ describe('client library against a data-plane node', () => {
     await expect(connect(options(t, { auth: basic('user', 'wrong') }))).rejects.toBeInstanceOf(UnauthorizedError);
   });
 
-  it('keeps retrying a group the node does not know', async () => {
+  it('stops with NotFoundError for a group the node does not know', async () => {
     const t = await startTestNode();
-    const tunnel = new Tunnel(options(t, { group: 'nobody' }));
+    await expect(connect(options(t, { group: 'nobody' }))).rejects.toThrow(NotFoundError);
+  });
+
+  it('keeps retrying a group the node does not know when asked to', async () => {
+    const t = await startTestNode();
+    const tunnel = new Tunnel(options(t, { group: 'nobody', retryNotFound: true }));
     onCleanup(() => tunnel.close());
     const retries: ReconnectingEvent[] = [];
     tunnel.on('reconnecting', (r) => retries.push(r));

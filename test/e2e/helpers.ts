@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeCa, makeServerCert, onCleanup, type KeyPair } from '../harness/index.js';
 import { startNode, type DataPlaneNode, type NodeOptions } from '../../data-plane/node.js';
-import { createLogger, silentLogger } from '../../shared/log.js';
+import { createLogger, silentLogger, type Logger } from '../../shared/log.js';
 
 export const GROUP = 'flipt.dev.local';
 
@@ -89,4 +89,46 @@ export function visit(
     if (options.timeoutMs) req.setTimeout(options.timeoutMs, () => req.destroy(new Error('timeout')));
     req.end(options.body);
   });
+}
+
+export interface CapturedLogs {
+  logger: Logger;
+  /** Every line logged so far, parsed. */
+  readonly lines: Array<Record<string, unknown>>;
+  /** The first line (logged already or to come) whose `msg` matches; rejects after `timeoutMs`. */
+  waitFor(msg: RegExp, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+/** A debug logger that keeps its lines, so a test can wait for what the node says instead of sleeping. */
+export function captureLogs(): CapturedLogs {
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters = new Set<(line: Record<string, unknown>) => void>();
+  const logger = createLogger({
+    level: 'debug',
+    stream: {
+      write: (text: string) => {
+        const line = JSON.parse(text) as Record<string, unknown>;
+        lines.push(line);
+        for (const waiter of [...waiters]) waiter(line);
+      },
+    },
+  });
+  const waitFor = (msg: RegExp, timeoutMs = 10_000): Promise<Record<string, unknown>> => {
+    const seen = lines.find((l) => msg.test(String(l.msg)));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = (line: Record<string, unknown>) => {
+        if (!msg.test(String(line.msg))) return;
+        waiters.delete(waiter);
+        clearTimeout(timer);
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        reject(new Error(`no log line matching ${msg} within ${timeoutMs} ms; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+      waiters.add(waiter);
+    });
+  };
+  return { logger, lines, waitFor };
 }

@@ -1,7 +1,7 @@
 // `reverst http` against a real data-plane node, forwarding to a real origin. Flag parsing,
 // usage and other cases that need no node are in client/http-command.test.ts.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { startHttpServer, useCleanup, type KeyPair } from '../harness/index.js';
+import { spawnNode, startHttpServer, useCleanup, type KeyPair } from '../harness/index.js';
 import { runHttpCommand } from '../../client/http-command.js';
 import { GROUP, startTestNode, testCerts, visit } from './helpers.js';
 
@@ -47,5 +47,47 @@ describe('running reverst http against a node', () => {
       /^registration failed: unauthorized \(check --username\/--password or --token\)$/,
     );
     expect(out).toEqual([]);
+  });
+});
+
+/** Runs a command to its end; its exit status and what it printed besides JSON log lines. */
+async function run(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string[] }> {
+  const proc = spawnNode(script, args, { env });
+  const { code } = await proc.exited;
+  return { code, stderr: proc.stderr.filter((line) => !line.startsWith('{"time":')) };
+}
+
+describe('a tunnel that can never succeed stops with one line', () => {
+  it('reverst http: a server name the certificate does not carry, naming the names it holds', async () => {
+    const t = await startTestNode();
+    const args = ['http', '3000', '--group', GROUP, '--address', t.address, '--ca', ca.certPath, '--server-name', 'wrong.example'];
+    expect(await run('cli.ts', args, { REVERST_USERNAME: 'user', REVERST_PASSWORD: 'pass' })).toEqual({
+      code: 2,
+      stderr: [
+        `reverst: the node's certificate is not valid for the server name "wrong.example": it holds ${GROUP}, localhost, 127.0.0.1 (check --server-name)`,
+      ],
+    });
+  });
+
+  it('reverst http: a group the node does not know', async () => {
+    const t = await startTestNode();
+    const args = ['http', '3000', '--group', 'nobody', '--address', t.address, '--ca', ca.certPath, '--server-name', GROUP];
+    expect(await run('cli.ts', args)).toEqual({
+      code: 2,
+      stderr: ['reverst: registration failed: not found (check --group, or give --retry-not-found to wait for it)'],
+    });
+  });
+
+  it('the example service: the same two, one line each', async () => {
+    const t = await startTestNode();
+    const common = ['--address', t.address, '--ca', ca.certPath, '--username', 'user', '--password', 'pass'];
+    expect(await run('examples/simple/main.ts', [...common, '--server-name', 'wrong.example'])).toEqual({
+      code: 1,
+      stderr: [`the node's certificate is not valid for the server name "wrong.example": it holds ${GROUP}, localhost, 127.0.0.1 (check --server-name)`],
+    });
+    expect(await run('examples/simple/main.ts', [...common, '--group', 'nobody'])).toEqual({
+      code: 1,
+      stderr: ['registration failed: not found (check --group)'],
+    });
   });
 });

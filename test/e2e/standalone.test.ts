@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { onCleanup, randomStream, sha256, spawnNode, useCleanup } from '../harness/index.js';
-import { basic, connect, type Handler, type Tunnel } from '../../client/index.js';
-import { BASIC_GROUP_YAML, GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
+import { NotFoundError, basic, connect, type Handler, type Tunnel } from '../../client/index.js';
+import { BASIC_GROUP_YAML, GROUP, captureLogs, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
 
 useCleanup();
 
@@ -153,26 +153,29 @@ describe('streaming through a tunnel', () => {
 
 describe("a node's lifecycle", () => {
   it('-w reload adds and removes a group while the node serves', async () => {
-    const t = await startTestNode({ watchGroups: true });
+    const logs = captureLogs();
+    const t = await startTestNode({ watchGroups: true, logger: logs.logger });
     await tunnelTo(t, () => new Response('first'));
     const port = t.node.httpAddress.port;
     const withSecond = `${BASIC_GROUP_YAML}  "second":\n    hosts: ["second.test"]\n    authentication:\n      basic: { username: "user", password: "pass" }\n`;
     // Atomic replace, as editors and config tools do it.
     writeFileSync(`${t.groupsPath}.tmp`, withSecond);
     renameSync(`${t.groupsPath}.tmp`, t.groupsPath);
+    await logs.waitFor(/^tunnel groups reloaded$/);
     const second = await tunnelTo(t, () => new Response('second'), 'second');
     expect((await visit(port, '/', { host: 'second.test' })).body.toString()).toBe('second');
     expect((await visit(port, '/')).body.toString()).toBe('first');
 
-    const secondGone = once(second, 'reconnecting');
     writeFileSync(t.groupsPath, BASIC_GROUP_YAML); // in-place write
-    await secondGone;
+    // The group is gone, and its client is told so: it stops.
+    expect(await second.closed).toBeInstanceOf(NotFoundError);
     expect((await visit(port, '/', { host: 'second.test' })).status).toBe(404);
     expect((await visit(port, '/')).body.toString()).toBe('first');
 
-    // A bad file keeps the last good config.
+    // A bad file keeps the last good config: once the node has read it and said so.
     writeFileSync(t.groupsPath, 'groups:\n  "broken":\n    hosts: 7\n');
-    await sleep(500);
+    const failed = await logs.waitFor(/^tunnel groups reload failed/);
+    expect(failed.error).toMatch(/hosts/);
     expect((await visit(port, '/')).body.toString()).toBe('first');
   });
 
