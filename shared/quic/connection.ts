@@ -676,6 +676,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #onEstablished(): void {
     this.#established = true;
+    // The last of the handshake (a client's Finished, a server's HANDSHAKE_DONE) goes at once.
+    this.#mustFlush = true;
     if (this.#options.keepAliveMs > 0) this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
     if (this.#options.unresponsiveTimeoutMs > 0) this.#unwatchStalls = onStall(() => void this.#probeAfterStall());
     startSweeping(this);

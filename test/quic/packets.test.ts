@@ -46,6 +46,21 @@ describe('QUIC packets', () => {
     expect(average).toBeLessThanOrEqual(1350);
   });
 
+  it('never holds back the end of a handshake as if it were an acknowledgement', async () => {
+    const p = await pki();
+    const server = await echoServer(p);
+    let accepted = 0;
+    server.on('connection', () => accepted++);
+    for (let i = 0; i < 5; i++) {
+      // A client that only looks (at the certificate, say) and leaves: quiche sends nothing but the
+      // close once closing, so a Finished held back with the acknowledgements would never leave,
+      // and the server would never know the handshake completed.
+      const conn = await dial(p, server.address().port, { ackDelayMs: 20 });
+      await conn.close({ code: 0, reason: 'just looking' });
+    }
+    await expect.poll(() => accepted).toBe(5);
+  });
+
   it('carries the acknowledgement of a request on its answer: one datagram each way per round trip', async () => {
     const p = await pki();
     // The longest hold, so a busy machine that delays the answer a few ms does not send the acknowledgement alone.
