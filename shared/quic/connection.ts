@@ -40,7 +40,13 @@ const ACK_WAIT_LIMIT_MS = 1_000;
 const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
-/** Acknowledge at once after this many datagrams, as RFC 9000 §13.2.2 advises, so a sender is never held back. */
+/**
+ * Acknowledge at once when a turn brings this many datagrams, as RFC 9000 §13.2.2 advises, so a
+ * sender is never held back. Counted per turn, not since the last flush: datagrams that carry
+ * only acknowledgements need none, and counting them (they cannot be told apart here) would have
+ * each side answer the other's lone acknowledgement with one of its own, two datagrams each way
+ * per request for good.
+ */
 const ACK_EVERY = 2;
 /** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
 const LATE_CHECK_MS = 250;
@@ -129,6 +135,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #scheduled = false;
   // What the next flush is for: datagrams to acknowledge, and whether anything else waits to go out.
   #unacked = 0;
+  #turnDatagrams = 0;
   #mustFlush = false;
   #ackDue = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -292,6 +299,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       // Only a packet quiche took counts as hearing from the peer: not garbage or spoofs.
       this.#lastHeard = performance.now();
       this.#unacked++;
+      this.#turnDatagrams++;
       if (this.#suspect) {
         this.#suspect = false;
         this.emit('responsive');
@@ -444,7 +452,9 @@ export class QuicConnection extends EventEmitter implements StreamHost {
    * of its own to send waits.
    */
   #ackMayWait(): boolean {
-    if (this.#mustFlush || !this.#established || this.#closing || this.#unacked === 0 || this.#unacked >= ACK_EVERY) return false;
+    const arrived = this.#turnDatagrams;
+    this.#turnDatagrams = 0;
+    if (this.#mustFlush || !this.#established || this.#closing || this.#unacked === 0 || arrived >= ACK_EVERY) return false;
     return this.#ackDue === 0 || performance.now() < this.#ackDue;
   }
 
