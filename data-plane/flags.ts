@@ -70,7 +70,7 @@ export const NODE_FLAGS = [
     help: 'secret shared by the nodes of a cluster (cluster only)',
     conflicts: { 'cluster-secret-file': 'give the secret one way' },
   },
-  { long: 'cluster-secret-file', kind: 'string', value: 'PATH', help: 'file holding the cluster secret' },
+  { long: 'cluster-secret-file', kind: 'string', value: 'PATH', help: 'file (or k8s://secret/<ns>/<name>/<key>) holding the cluster secret' },
   { long: 'request-timeout', kind: 'duration', help: 'longest wait for a response head from a tunnel (504 after)', default: '1m0s' },
   { long: 'max-header-size', kind: 'size', help: 'largest request header section accepted (431 above)', default: '16KiB' },
   { long: 'max-body-size', kind: 'size', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },

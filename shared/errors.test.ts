@@ -53,7 +53,9 @@ describe('every error class', async () => {
   const quic = await import('./quic/index.js');
   const tunnels = await import('../data-plane/tunnels.js');
   const config = await import('./config/index.js');
+  const k8s = await import('./config/k8s-ref.js');
   Object.assign(SAMPLES, {
+    KubernetesError: () => new k8s.KubernetesError('ERR_K8S_NOT_FOUND', 'k8s://secret/ns/name/key: Secret "name" not found in namespace "ns"'),
     ControlPlaneError: () => new config.ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', 'control plane http://cp/v1/groups unreachable'),
     TunnelSilentError: () => new tunnels.TunnelSilentError('node-1'),
     ProtocolError: () => new (classes.get('ProtocolError') as new (code: 'ERR_PROTOCOL_TIMEOUT', message: string) => Error)('ERR_PROTOCOL_TIMEOUT', 'slow'),

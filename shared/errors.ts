@@ -30,6 +30,11 @@ export const ERROR_CODES = {
   ERR_QUIC_STREAM_RESET: 'the peer reset the stream',
   ERR_QUIC_PROTOCOL: 'the peer broke the QUIC protocol, or quiche failed',
   ERR_TUNNEL_SILENT: "a tunnel's client acknowledged nothing of a request for a second; the node moves the request to another tunnel",
+  ERR_K8S_REF_INVALID: 'a k8s://configmap/… or k8s://secret/… reference is malformed (it needs <namespace>/<name>/<key>)',
+  ERR_K8S_NO_CONFIG: 'no Kubernetes config was found: set KUBECONFIG, or run in a pod with a service account',
+  ERR_K8S_NOT_FOUND: 'the referenced ConfigMap or Secret, or its key, does not exist',
+  ERR_K8S_FORBIDDEN: 'the Kubernetes API refused access (403): the message names the verb and object to grant in the Role',
+  ERR_K8S_API: 'the Kubernetes API could not be reached or answered with an error (401, 5xx, TLS or network trouble)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

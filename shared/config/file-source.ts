@@ -3,6 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { parseGroups, type GroupsConfig } from './groups.js';
+import { readSecretRef, SecretReader, type SecretVersion } from './secret-ref.js';
+import { SecretWatch } from './secret-watch.js';
 import type { GroupsSource } from './source.js';
 
 /** Editors and `kubectl` touch a file several times per save; one reload per burst is enough. */
@@ -16,18 +18,20 @@ async function readGroupsText(path: string): Promise<string> {
   }
 }
 
-/** Reads token files (tokenPath, hashedTokenPath) relative to `baseDir`. */
+/** Reads token files (tokenPath, hashedTokenPath) relative to `baseDir`, or `k8s://secret/…` references. */
 export function fileTokenReader(baseDir: string): (path: string) => Promise<string> {
-  return (path) => readFile(resolve(baseDir, path), 'utf8');
+  return (path) => readSecretRef(path, { baseDir });
 }
 
-function parseGroupsText(text: string, path: string): Promise<GroupsConfig> {
-  return parseGroups(text, path, { readFile: fileTokenReader(dirname(resolve(path))) });
+/** Also says which Kubernetes Secrets (`tokenPath: k8s://secret/…`) the parse read. */
+async function parseGroupsText(text: string, path: string): Promise<{ config: GroupsConfig; secrets: Map<string, SecretVersion> }> {
+  const reader = new SecretReader(dirname(resolve(path)));
+  return { config: await parseGroups(text, path, { readFile: reader.readFile }), secrets: reader.secrets };
 }
 
 /** Reads and parses a groups file; token paths in it are relative to its directory. */
 export async function loadGroupsFile(path: string): Promise<GroupsConfig> {
-  return parseGroupsText(await readGroupsText(path), path);
+  return (await parseGroupsText(await readGroupsText(path), path)).config;
 }
 
 /** Two configs are the same if they serialize the same (token file contents included, as hashes). */
@@ -41,10 +45,12 @@ function fingerprint(config: GroupsConfig): string {
  * an atomic rename over it, or Kubernetes swapping the `..data` symlink its mounts go through.
  * Every change in the directory triggers a debounced reload, and `onChange` fires only if the
  * loaded config differs from the last good one (`onUnchanged` otherwise). A bad file goes to `onError`; the last good
- * config stays in force.
+ * config stays in force. Kubernetes Secrets named by token paths are watched too (see SecretWatch).
  */
 export class FileGroupsSource implements GroupsSource {
   private watcher?: FSWatcher;
+  private secretWatch?: SecretWatch;
+  private secretsRead = new Map<string, SecretVersion>();
   private timer?: NodeJS.Timeout;
   private lastGood?: string;
   private reloading = false;
@@ -61,8 +67,9 @@ export class FileGroupsSource implements GroupsSource {
   }
 
   async load(): Promise<GroupsConfig> {
-    const config = await loadGroupsFile(this.path);
+    const { config, secrets } = await parseGroupsText(await readGroupsText(this.path), this.path);
     this.lastGood = fingerprint(config);
+    this.secretsRead = secrets;
     return config;
   }
 
@@ -82,12 +89,15 @@ export class FileGroupsSource implements GroupsSource {
       } while (this.reloadAgain && !this.closed);
       this.reloading = false;
     };
+    const schedule = () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(reload, debounceMs);
+    };
+    this.secretWatch = new SecretWatch(schedule, onError);
+    this.secretWatch.follow(this.secretsRead);
     try {
       // Not persistent: an open watcher alone should not keep the process alive.
-      this.watcher = watch(dirname(resolve(this.path)), { persistent: false }, () => {
-        clearTimeout(this.timer);
-        this.timer = setTimeout(reload, debounceMs);
-      });
+      this.watcher = watch(dirname(resolve(this.path)), { persistent: false }, schedule);
     } catch (err) {
       onError(err as Error);
       return;
@@ -97,6 +107,7 @@ export class FileGroupsSource implements GroupsSource {
 
   private async reloadOnce(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void, onUnchanged?: () => void): Promise<void> {
     let config: GroupsConfig;
+    let secrets: Map<string, SecretVersion>;
     try {
       const text = await readGroupsText(this.path);
       // An empty file is a valid config with no groups, but on reload it is far more likely an
@@ -104,11 +115,13 @@ export class FileGroupsSource implements GroupsSource {
       if (text.trim() === '') {
         throw new ConfigError([{ source: this.path, message: 'file is empty (a write in progress?); keeping the last good config' }]);
       }
-      config = await parseGroupsText(text, this.path);
+      ({ config, secrets } = await parseGroupsText(text, this.path));
     } catch (err) {
       if (!this.closed) onError(err as Error);
       return;
     }
+    this.secretsRead = secrets;
+    this.secretWatch?.follow(secrets);
     const print = fingerprint(config);
     if (this.closed) return;
     if (print === this.lastGood) {
@@ -128,5 +141,6 @@ export class FileGroupsSource implements GroupsSource {
     this.closed = true;
     clearTimeout(this.timer);
     this.watcher?.close();
+    this.secretWatch?.close();
   }
 }

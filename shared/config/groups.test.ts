@@ -148,6 +148,16 @@ describe('parseGroups: bearer token forms', () => {
     }
   });
 
+  it('refuses a malformed k8s:// token path before asking any API', async () => {
+    const readFile = fileTokenReader(tmpdir());
+    expect((await configError(bearer('tokenPath: "k8s://secret/ns/name"'), { readFile })).message).toBe(
+      'groups.yml:4:28: groups."g".authentication.bearer.tokenPath: k8s://secret/ns/name: needs four parts (expected k8s://secret/<namespace>/<name>/<key>)',
+    );
+    expect((await configError(bearer('tokenPath: "k8s://configmap/ns/name/key"'), { readFile })).message).toBe(
+      'groups.yml:4:28: groups."g".authentication.bearer.tokenPath: k8s://configmap/ns/name/key: a ConfigMap cannot be used here (expected k8s://secret/<namespace>/<name>/<key>)',
+    );
+  });
+
   it('keeps a scheme override', async () => {
     expect((await group(bearer('scheme: Token, token: t'))).authentication.bearer!.scheme).toBe('Token');
   });
@@ -360,11 +370,6 @@ describe('parseGroups: errors name source, line, column and field', () => {
       'token and tokenPath',
       g('    authentication:', '      bearer: { token: t, tokenPath: /run/token }'),
       'groups.yml:4:27: groups."flipt".authentication.bearer.tokenPath: conflicts with token: set only one of token, tokenPath, hashedToken, hashedTokenPath',
-    ],
-    [
-      'k8s token path',
-      g('    authentication:', '      bearer: { tokenPath: "k8s://secret/ns/name/key" }'),
-      'groups.yml:4:28: groups."flipt".authentication.bearer.tokenPath: k8s:// token paths are not supported yet: mount the secret as a file and give its path',
     ],
     [
       'bearer and external on the default scheme',

@@ -5,7 +5,7 @@
  */
 import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
 import { parsePasswordHash } from '../auth/password-hash.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ReverstError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { parseExternalRules, type ExternalRules } from './external-rules.js';
 import { hostPatternProblem, normalizeHostname } from './hosts.js';
@@ -75,7 +75,8 @@ export interface ParseGroupsOptions {
   /**
    * Reads a tokenPath or hashedTokenPath; gets the path as written in the file. Without one (a
    * serverless runtime, a control plane's JSON) token paths are refused: this module reads no files,
-   * so that it loads where there is no file system (file sources pass `fileTokenReader`).
+   * so that it loads where there is no file system (file and k8s:// sources pass a `SecretReader`,
+   * which also reads `k8s://secret/<namespace>/<name>/<key>`).
    */
   readFile?: ((path: string) => Promise<string>) | undefined;
 }
@@ -290,15 +291,13 @@ class GroupsParser {
   }
 
   private async tokenFile(path: string, node: YamlNode, field: string): Promise<string | undefined> {
-    if (path.startsWith('k8s://')) {
-      this.reader.report(node, field, 'k8s:// token paths are not supported yet: mount the secret as a file and give its path');
-      return undefined;
-    }
     let contents: string;
     try {
       contents = await this.readFile(path);
     } catch (err) {
-      this.reader.report(node, field, `cannot read token file ${JSON.stringify(path)}: ${(err as Error).message}`);
+      // Our own errors (a k8s://secret/… reference) already name what failed and what to fix.
+      const why = err instanceof ReverstError ? err.message : `cannot read token file ${JSON.stringify(path)}: ${(err as Error).message}`;
+      this.reader.report(node, field, why);
       return undefined;
     }
     // Files usually end in a newline, and a header value cannot contain one anyway.

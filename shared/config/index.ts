@@ -13,3 +13,6 @@ export {
   type GroupsSourceStatus,
 } from './source.js';
 export { ControlPlaneError, HttpGroupsSource, DEFAULT_POLL_WAIT_MS, type HttpGroupsSourceOptions } from './http-source.js';
+export { K8sGroupsSource, type K8sGroupsSourceOptions } from './k8s-source.js';
+export { isKubeRef, KubernetesError, parseKubeRef, type KubeRef } from './k8s-ref.js';
+export { readSecretBytes, readSecretRef, type SecretRefOptions } from './secret-ref.js';

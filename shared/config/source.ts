@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { FileGroupsSource } from './file-source.js';
+import { K8sGroupsSource } from './k8s-source.js';
 import type { GroupsConfig } from './groups.js';
 import { HttpGroupsSource } from './http-source.js';
 
@@ -51,6 +52,8 @@ export function registerGroupsSource(scheme: string, factory: GroupsSourceFactor
 
 // `file:///etc/reverst/groups.yml` is absolute, `file://groups.yml` relative, as in the seed.
 registerGroupsSource('file', (spec, options) => new FileGroupsSource(decodeURIComponent(spec.slice('file://'.length)), options));
+// `k8s://configmap/<namespace>/<name>/<key>`, as in the seed; the Kubernetes client loads on first use.
+registerGroupsSource('k8s', (spec, options) => new K8sGroupsSource(spec, options));
 // A control plane's /v1/groups, long-polled.
 registerGroupsSource('http', (spec, options) => new HttpGroupsSource(spec, options));
 registerGroupsSource('https', (spec, options) => new HttpGroupsSource(spec, options));
