@@ -7,6 +7,9 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, udpPayloadFor, type QuicT
 import { randomId } from './buffers.js';
 import { bindUdp } from './socket.js';
 
+/** Connect timeouts a handshake gets once the server has answered (see connectQuic). */
+const CONNECT_PATIENCE = 3;
+
 export interface QuicConnectOptions extends QuicTransportOverrides, TlsOptions {
   alpn: string[];
   host: string;
@@ -67,7 +70,17 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     if (err.code === 'ECONNREFUSED') conn.abort(new QuicConnectionRefusedError(target, err));
   });
 
-  const timer = setTimeout(() => conn.giveUp(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);
+  // A server that has answered (even with a Retry) is there and working through a crowd: giving
+  // up to dial again would only add to its load, so its handshake gets a few more timeouts.
+  const dialled = performance.now();
+  let waited = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const onTimeout = (): void => {
+    waited += timeoutMs;
+    if (conn.heardSince(dialled) && waited < timeoutMs * CONNECT_PATIENCE) timer = setTimeout(onTimeout, timeoutMs);
+    else conn.giveUp(new QuicConnectTimeoutError(target, waited));
+  };
+  timer = setTimeout(onTimeout, timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       conn.once('established', resolve);
