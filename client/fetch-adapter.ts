@@ -1,86 +1,139 @@
 /**
- * Serves a fetch-style handler (`Request => Response`) from node:http: the tunnel hands
- * every request stream to an http.Server, and this turns its IncomingMessage into a web
- * Request and the handler's Response back into the ServerResponse. Bodies stream both
- * ways; nothing is buffered whole.
+ * Serves a fetch-style handler (`Request => Response`) straight from a tunnel request's
+ * head: no HTTP parsing on the client. Bodies stream both ways with backpressure;
+ * nothing is buffered whole.
  */
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { Duplex } from 'node:stream';
+import type { RequestHead } from '../shared/heads.js';
 import type { Logger } from '../shared/log.js';
-import { HOP_BY_HOP, declaresBody, replyText } from '../shared/http.js';
+import { type StreamServer, type TunnelRequest, writeResponseHead, writeTextResponse } from './tunnel-request.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 /** Statuses whose responses never carry a body (RFC 9110 §6.4.1). */
 const NO_BODY_STATUSES = new Set([204, 205, 304]);
+/** How much of a request body the web stream holds before the tunnel stream is paused. */
+const BODY_HIGH_WATER_MARK = 256 << 10;
 
 /**
- * The web Request for `req`. The URL's origin comes from `Host` and the data plane's
- * `X-Forwarded-Proto`; `signal` lets the handler see the visitor going away.
+ * The web Request for a tunnel request. The URL's origin comes from the head's
+ * authority and the node's X-Forwarded-Proto; `signal` lets the handler see the
+ * visitor going away.
  */
-function toWebRequest(req: IncomingMessage, signal?: AbortSignal): Request {
-  const proto = req.headers['x-forwarded-proto'] === 'https' ? 'https' : 'http';
-  const target = req.url ?? '/';
-  // Concatenated, not resolved: a path such as "//other.host/x" must stay a path.
-  const url = target.startsWith('/') ? `${proto}://${req.headers.host ?? 'localhost'}${target}` : target;
-
-  // Hop-by-hop headers stop here: a handler forwarding the Request with fetch() would have them rejected by undici.
+function toWebRequest(head: RequestHead, stream: Duplex, signal: AbortSignal): Request {
   const headers = new Headers();
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!;
-    if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, req.rawHeaders[i + 1]!);
+  let proto = 'http';
+  const list = head.headers;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    headers.append(name, list[i + 1]!);
+    if (proto === 'http' && name.length === 17 && name.toLowerCase() === 'x-forwarded-proto' && list[i + 1] === 'https') proto = 'https';
   }
-
-  const init: RequestInit & { duplex?: 'half' } = { method: req.method ?? 'GET', headers, signal: signal ?? null };
+  headers.set('host', head.authority);
+  // Concatenated, not resolved: a path such as "//other.host/x" must stay a path.
+  const url = `${proto}://${head.authority || 'localhost'}${head.target === '*' ? '/' : head.target}`;
+  const init: RequestInit & { duplex?: 'half' } = { method: head.method, headers, signal };
   // undici refuses a body on GET and HEAD.
-  if (req.method !== 'GET' && req.method !== 'HEAD' && declaresBody(req)) {
-    init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
+  if (head.body && head.method !== 'GET' && head.method !== 'HEAD') {
+    init.body = bodyStream(stream);
     // Required by undici for a streamed body: the handler may answer before the body ends.
     init.duplex = 'half';
   }
   return new Request(url, init);
 }
 
-/**
- * Writes `response` to `res`, streaming the body with backpressure. If the visitor goes
- * away first, the body is cancelled; if the body fails midway, `res` is destroyed so the
- * visitor sees a cut response rather than a short one that looks complete.
- */
-async function sendWebResponse(response: Response, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const headers: string[] = [];
-  for (const [name, value] of response.headers) {
-    if (!HOP_BY_HOP.has(name)) headers.push(name, value);
-  }
-  res.writeHead(response.status, response.statusText || undefined, headers);
+/** The tunnel stream's body as a web stream, pulling from the stream only as the handler reads. */
+function bodyStream(stream: Duplex): ReadableStream<Uint8Array> {
+  let open = true;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        stream.on('data', (chunk: Buffer) => {
+          if (!open) return;
+          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          if ((controller.desiredSize ?? 0) <= 0) stream.pause();
+        });
+        stream.once('end', () => {
+          if (open) controller.close();
+          open = false;
+        });
+        stream.once('close', () => {
+          if (open) controller.error(new Error('the visitor went away before the request body ended'));
+          open = false;
+        });
+      },
+      pull() {
+        stream.resume();
+      },
+      cancel() {
+        // The handler wants no more of it: read and drop the rest, so the response can still go out.
+        open = false;
+        stream.resume();
+      },
+    },
+    { highWaterMark: BODY_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },
+  );
+}
 
+/** Resolves once `stream` can take more, or has closed. */
+function writable(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done).off('close', done);
+      resolve();
+    };
+    stream.on('drain', done).on('close', done);
+  });
+}
+
+/**
+ * Writes `response` to the tunnel stream, streaming the body with backpressure. If the
+ * visitor goes away first, the body is cancelled; if the body fails midway, the stream
+ * is reset, so the visitor sees a cut response rather than a short one that looks whole.
+ */
+async function sendWebResponse(response: Response, head: RequestHead, stream: Duplex): Promise<void> {
+  const headers: string[] = [];
+  for (const [name, value] of response.headers) headers.push(name, value);
+  writeResponseHead(stream, response.status, response.statusText, headers);
   const body = response.body;
-  if (!body || req.method === 'HEAD' || NO_BODY_STATUSES.has(response.status)) {
+  if (!body || head.method === 'HEAD' || NO_BODY_STATUSES.has(response.status)) {
     await body?.cancel().catch(() => {});
-    res.end();
+    stream.end();
     return;
   }
-  await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), res);
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (stream.destroyed) throw new Error('the visitor went away');
+      if (!stream.write(value)) await writable(stream);
+    }
+  } catch (error) {
+    await reader.cancel(error).catch(() => {});
+    throw error;
+  }
+  stream.end();
 }
 
-/** A Node request listener that serves `handler`. A throwing handler gets a 500 and a log line. */
-export function fetchListener(handler: FetchHandler, logger: Logger): RequestListener {
-  return (req, res) => void serve(handler, req, res, logger);
+/** A StreamServer that serves `handler`. A throwing handler gets a 500 and a log line. */
+export function fetchServer(handler: FetchHandler, logger: Logger): StreamServer {
+  return (request) => void serve(handler, request, logger);
 }
 
-async function serve(handler: FetchHandler, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+async function serve(handler: FetchHandler, { head, stream }: TunnelRequest, logger: Logger): Promise<void> {
+  // The handler's way to see the visitor leave: part of the fetch API, so one controller per request.
   const visitorGone = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) visitorGone.abort();
+  stream.once('close', () => {
+    if (!stream.writableFinished) visitorGone.abort();
   });
 
   let request: Request;
   try {
-    request = toWebRequest(req, visitorGone.signal);
+    request = toWebRequest(head, stream, visitorGone.signal);
   } catch (err) {
-    logger.debug('unparseable request', { method: req.method, url: req.url, error: err });
-    replyText(res, 400, 'bad request');
+    logger.debug('unusable request', { method: head.method, url: head.target, error: err });
+    writeTextResponse(stream, 400, 'bad request');
     return;
   }
 
@@ -89,18 +142,18 @@ async function serve(handler: FetchHandler, req: IncomingMessage, res: ServerRes
     response = await handler(request);
     if (!isResponse(response)) throw new TypeError(`the fetch handler returned ${typeof response}, not a Response`);
   } catch (err) {
-    if (visitorGone.signal.aborted) logger.debug('handler failed after the visitor left', { url: req.url, error: err });
-    else logger.error('fetch handler failed', { method: req.method, url: req.url, error: err });
-    replyText(res, 500, 'internal server error');
+    if (visitorGone.signal.aborted) logger.debug('handler failed after the visitor left', { url: head.target, error: err });
+    else logger.error('fetch handler failed', { method: head.method, url: head.target, error: err });
+    writeTextResponse(stream, 500, 'internal server error');
     return;
   }
 
   try {
-    await sendWebResponse(response, req, res);
+    await sendWebResponse(response, head, stream);
   } catch (err) {
-    if (visitorGone.signal.aborted) logger.debug('visitor left before the response ended', { url: req.url });
-    else logger.warn('response body failed midway', { method: req.method, url: req.url, error: err });
-    res.destroy();
+    if (visitorGone.signal.aborted) logger.debug('visitor left before the response ended', { url: head.target });
+    else logger.warn('response body failed midway', { method: head.method, url: head.target, error: err });
+    stream.destroy();
   }
 }
 

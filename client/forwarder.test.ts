@@ -1,34 +1,27 @@
-// The `reverst http` forwarder against a real local origin. The forwarder's server listens on
-// loopback here; in a tunnel the same server is fed QUIC streams.
+// The `reverst http` forwarder against a real local origin, reached as a visitor would:
+// through a real node and tunnel, the forwarder taking each request's v2 head to an undici pool.
 import { once } from 'node:events';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { collect, onCleanup, randomStream, sha256, startHttpServer, useCleanup } from '../test/harness/index.js';
+import { GROUP } from '../test/e2e/helpers.js';
+import { rawExchange, rawRequest, throughNode } from '../test/e2e/through-node.js';
 import { createForwarder, type ForwarderOptions } from './forwarder.js';
-import { toHttpServer } from './handler.js';
-import { silentLogger } from '../shared/log.js';
 
 useCleanup();
 
 async function startForwarder(options: ForwarderOptions): Promise<{ url: string; port: number }> {
   const forwarder = createForwarder(options);
-  const server = toHttpServer(forwarder.server, silentLogger);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  onCleanup(() => {
-    forwarder.close();
-    server.closeAllConnections();
-    return new Promise((resolve) => server.close(resolve));
-  });
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, port };
+  onCleanup(() => forwarder.close());
+  const { url, port } = await throughNode(forwarder);
+  return { url, port };
 }
 
 function get(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get(url, { headers, agent: false }, (res) =>
+      .get(url, { headers: { host: GROUP, ...headers }, agent: false }, (res) =>
         collect(res).then((b) => resolve({ status: res.statusCode!, headers: res.headers, body: b.toString() }), reject),
       )
       .on('error', reject);
@@ -44,11 +37,12 @@ describe('forwarding to a local origin', () => {
       res.end(`${req.method} ${req.url}`);
     });
     const { url } = await startForwarder({ origin: new URL(origin.url) });
-    const res = await get(`${url}/a/b?c=d`, { host: 'public.example', 'x-custom': '1', connection: 'x-secret', 'x-secret': 's' });
+    const res = await get(`${url}/a/b?c=d`, { 'x-custom': '1', connection: 'x-secret', 'x-secret': 's' });
     expect(res).toMatchObject({ status: 200, body: 'GET /a/b?c=d' });
     expect(res.headers['x-origin']).toBe('yes');
     expect(seen!.headers.host).toBe(`127.0.0.1:${origin.port}`);
     expect(seen!.headers['x-custom']).toBe('1');
+    expect(seen!.headers['x-forwarded-host']).toBe(GROUP);
     expect(seen!.headers['x-secret']).toBeUndefined();
   });
 
@@ -59,9 +53,9 @@ describe('forwarding to a local origin', () => {
       res.end();
     });
     const { url } = await startForwarder({ origin: new URL(`${origin.url}/api/`), preserveHost: true });
-    await get(`${url}/users`, { host: 'public.example' });
+    await get(`${url}/users`);
     expect(seen!.url).toBe('/api/users');
-    expect(seen!.headers.host).toBe('public.example');
+    expect(seen!.headers.host).toBe(GROUP);
   });
 
   it('streams 5 MB each way', async () => {
@@ -72,14 +66,14 @@ describe('forwarding to a local origin', () => {
     });
     const { port } = await startForwarder({ origin: new URL(origin.url) });
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request({ port, host: '127.0.0.1', method: 'PUT', path: '/', agent: false }, resolve).on('error', reject);
+      const req = http.request({ port, host: '127.0.0.1', method: 'PUT', path: '/', agent: false, headers: { host: GROUP } }, resolve).on('error', reject);
       randomStream(5 << 20, 'up').pipe(req);
     });
     expect(res.headers['x-upload-sha256']).toBe(await sha256(randomStream(5 << 20, 'up')));
     expect(await sha256(res)).toBe(await sha256(randomStream(5 << 20, 'down')));
   });
 
-  it('destroys the origin request when the visitor leaves mid-response', async () => {
+  it('lets go of the origin request when the visitor leaves mid-response', async () => {
     let originClosedEarly: Promise<boolean> | undefined;
     let written = 0;
     const origin = await startHttpServer((_req, res) => {
@@ -94,7 +88,7 @@ describe('forwarding to a local origin', () => {
     });
     const { port } = await startForwarder({ origin: new URL(origin.url) });
     const visitor = net.connect(port, '127.0.0.1');
-    visitor.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    visitor.write(rawRequest(['GET /big HTTP/1.1']));
     let received = 0;
     await new Promise<void>((resolve) =>
       visitor.on('data', (chunk: Buffer) => {
@@ -109,7 +103,7 @@ describe('forwarding to a local origin', () => {
     expect(written).toBe(after);
   });
 
-  it('destroys the origin request when the visitor leaves before the response began', async () => {
+  it('lets go of the origin request when the visitor leaves before the response began', async () => {
     let arrived!: () => void;
     const requestArrived = new Promise<void>((resolve) => (arrived = resolve));
     let originLetGo: Promise<unknown> | undefined;
@@ -120,9 +114,8 @@ describe('forwarding to a local origin', () => {
     });
     const { port } = await startForwarder({ origin: new URL(origin.url) });
     const visitor = net.connect(port, '127.0.0.1');
-    visitor.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    visitor.write(rawRequest(['GET /slow HTTP/1.1']));
     await requestArrived;
-    // A reset, as the node does to a tunnel stream whose visitor left (a plain FIN would read as a half-close).
     visitor.resetAndDestroy();
     await originLetGo;
   });
@@ -139,25 +132,34 @@ describe('forwarding to a local origin', () => {
     expect(connections).toBe(2);
   });
 
-  it('retries a bodiless request once when a reused keep-alive socket turns out closed, never one with a body', async () => {
-    // An origin that drops every connection on its second request: what a reused socket
-    // looks like when the origin closed it just as the request went out.
+  it('sends a GET again once when a reused keep-alive connection turns out closed, never a request with a body', async () => {
+    // An origin that drops a connection on its second GET (what a reused connection looks like
+    // when the origin closed it just as the request went out), and drops every POST's connection.
     const served = new WeakMap<net.Socket, number>();
+    let posts = 0;
     const origin = await startHttpServer((req, res) => {
+      if (req.method === 'POST') {
+        posts++;
+        return void req.socket.destroy();
+      }
       const n = (served.get(req.socket) ?? 0) + 1;
       served.set(req.socket, n);
       if (n > 1) req.socket.destroy();
-      else req.resume().on('end', () => res.end('first on this socket'));
+      else res.end('first on this connection');
     });
     const { url, port } = await startForwarder({ origin: new URL(origin.url) });
     expect((await get(url)).status).toBe(200);
-    expect(await get(url)).toMatchObject({ status: 200, body: 'first on this socket' });
+    expect(await get(url)).toMatchObject({ status: 200, body: 'first on this connection' });
 
     const post = await new Promise<http.IncomingMessage>((resolve, reject) =>
-      http.request({ port, host: '127.0.0.1', method: 'POST', agent: false }, resolve).on('error', reject).end('data'),
+      http
+        .request({ port, host: '127.0.0.1', method: 'POST', agent: false, headers: { host: GROUP } }, resolve)
+        .on('error', reject)
+        .end('data'),
     );
     expect(post.statusCode).toBe(502);
-    expect((await collect(post)).toString()).toMatch(/^bad gateway: 127\.0\.0\.1:\d+: ECONNRESET\n$/);
+    expect((await collect(post)).toString()).toMatch(/^bad gateway: 127\.0\.0\.1:\d+: (ECONNRESET|UND_ERR_SOCKET)\n$/);
+    expect(posts).toBe(1);
   });
 
   it('answers 502 with a short text body when the origin is down', async () => {
@@ -179,7 +181,8 @@ describe('forwarding to a local origin', () => {
     const started = performance.now();
     const res = await get(url);
     expect(res.status).toBe(504);
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(res.body).toMatch(/^gateway timeout: 127\.0\.0\.1:\d+: UND_ERR_HEADERS_TIMEOUT\n$/);
+    expect(performance.now() - started).toBeLessThan(5_000);
     await originGaveUp;
   });
 });
@@ -205,7 +208,7 @@ describe('upgrade passthrough', () => {
     const origin = await echoUpgradeOrigin();
     const { port } = await startForwarder({ origin: new URL(origin.url) });
     const visitor = net.connect(port, '127.0.0.1');
-    visitor.write('GET /ws HTTP/1.1\r\nHost: public.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly;');
+    visitor.write(`GET /ws HTTP/1.1\r\nHost: ${GROUP}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly;`);
     let text = '';
     visitor.on('data', (chunk: Buffer) => {
       text += chunk.toString();
@@ -213,29 +216,26 @@ describe('upgrade passthrough', () => {
     });
     await expect.poll(() => text).toMatch(/early;later$/);
     expect(text).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
-    expect(text).toContain('X-Origin: yes');
-    expect(origin.requests[0]!.headers.connection).toBe('Upgrade');
+    expect(text).toMatch(/X-Origin: yes/i);
+    expect(origin.requests[0]!.headers.connection).toMatch(/upgrade/i);
     expect(origin.requests[0]!.headers.upgrade).toBe('echo');
     visitor.end();
     await once(visitor, 'close');
   });
 
-  it('relays an origin that declines the upgrade, then ends the stream', async () => {
+  it('relays an origin that declines the upgrade, then ends the connection', async () => {
     const origin = await echoUpgradeOrigin();
     const { port } = await startForwarder({ origin: new URL(origin.url) });
-    const visitor = net.connect(port, '127.0.0.1');
-    visitor.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n');
-    const reply = (await collect(visitor)).toString();
+    const reply = await rawExchange(port, `GET /ws HTTP/1.1\r\nHost: ${GROUP}\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n`);
     expect(reply).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(reply).toMatch(/\r\n\r\nwrong proto$/);
   });
 
-  it('answers 502 on the raw stream when the origin is down', async () => {
+  it('answers 502 on the raw connection when the origin is down', async () => {
     const origin = await startHttpServer((_req, res) => res.end());
     await origin.close();
     const { port } = await startForwarder({ origin: new URL(origin.url) });
-    const visitor = net.connect(port, '127.0.0.1');
-    visitor.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
-    expect((await collect(visitor)).toString()).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*ECONNREFUSED\n$/);
+    const reply = await rawExchange(port, `GET /ws HTTP/1.1\r\nHost: ${GROUP}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+    expect(reply).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*ECONNREFUSED\n$/);
   });
 });

@@ -1,17 +1,20 @@
 /**
- * Forwards the requests a tunnel receives to a local HTTP origin (`reverst http`).
- * Bodies stream both ways with backpressure; `Upgrade` requests become a raw pipe.
+ * Forwards the requests a tunnel receives to a local HTTP origin (`reverst http`):
+ * each request's v2 head goes straight to an undici Pool (no HTTP parsing on the
+ * tunnel side), bodies stream both ways with backpressure, and `Upgrade` requests
+ * become a raw pipe once the origin answers 101.
  *
  * Two rules keep a tunnel from freezing (shared/notes/quiche-native.md): when the visitor
- * goes away mid-response, the origin request is destroyed so nothing keeps reading into a
+ * goes away mid-response, the origin request is aborted so nothing keeps reading into a
  * stream nobody drains; and no origin request waits without a timeout.
  */
-import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import { pipeline, type Duplex } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import { type Dispatcher, Pool } from 'undici';
 import { ReverstError } from '../shared/errors.js';
-import { silentLogger, type Logger } from '../shared/log.js';
-import { HOP_BY_HOP, connectionListed, declaresBody, rawTextResponse, replyText } from '../shared/http.js';
+import { HOP_BY_HOP } from '../shared/http.js';
+import { type Logger, silentLogger } from '../shared/log.js';
+import { type TunnelHandler, type TunnelRequest, writeResponseHead, writeTextResponse } from './tunnel-request.js';
 
 /** An origin silent this long (no bytes either way) is given up on: 504 before the response, a cut after. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 60_000;
@@ -25,19 +28,29 @@ export interface ForwarderOptions {
   logger?: Logger | undefined;
 }
 
-export interface Forwarder {
-  /** Serves requests and upgrades: give it to connect() as the handler. */
-  readonly server: http.Server;
+export interface Forwarder extends TunnelHandler {
   /** Drop the pooled origin connections. */
-  close(): void;
+  close(): Promise<void>;
 }
 
-// A keep-alive socket the origin closed as we reused it fails with one of these before any response.
-const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+// A keep-alive connection the origin closed just as it was reused fails with one of these before any response.
+const STALE_CONNECTION_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
-class OriginTimeoutError extends Error {
-  override name = 'OriginTimeoutError';
-  readonly code = 'ETIMEDOUT';
+const errorCode = (error: Error): string => {
+  const { code, cause } = error as Error & { code?: string; cause?: { code?: string } };
+  return (code === 'UND_ERR_SOCKET' ? cause?.code : undefined) ?? code ?? error.message;
+};
+
+function latin1(value: Buffer | string): string {
+  return typeof value === 'string' ? value : value.toString('latin1');
+}
+
+/** The origin's raw headers (Buffers from undici) as a flat list of strings. */
+function rawHeaders(raw: Dispatcher.DispatchController['rawHeaders']): string[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.map((value) => latin1(value as Buffer | string));
 }
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
@@ -45,133 +58,131 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   if (origin.protocol !== 'http:' && origin.protocol !== 'https:')
     throw new ReverstError('ERR_INVALID_OPTION', `origin must be http: or https:, got ${origin.protocol}`);
   const logger = (options.logger ?? silentLogger).child({ component: 'forwarder', origin: origin.origin });
-  const secure = origin.protocol === 'https:';
-  // Keep-alive saves a TCP (and TLS) handshake per request; LIFO reuses the socket least likely to have idled out.
-  const agent = secure ? new https.Agent({ keepAlive: true, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+  // Keep-alive saves a TCP (and TLS) handshake per request; the pool hands out the connection least likely to have idled out.
+  const pool = new Pool(origin.origin, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: Math.min(timeoutMs, 10_000) });
   const prefix = origin.pathname.replace(/\/+$/, '');
 
-  const request = secure ? https.request : http.request;
-  const hostname = origin.hostname.replace(/^\[|\]$/g, '');
-
-  const originRequest = (req: IncomingMessage, headers: OutgoingHttpHeaders): http.ClientRequest => {
-    const upstream = request({
-      protocol: origin.protocol,
-      hostname,
-      port: origin.port || undefined,
-      method: req.method,
-      path: prefix + (req.url ?? '/'),
-      headers,
-      agent,
+  const forward = ({ head, stream }: TunnelRequest, retried = false): void => {
+    const headers: string[] = [];
+    let upgrade: string | undefined;
+    for (let i = 0; i < head.headers.length; i += 2) {
+      const name = head.headers[i]!;
+      const lower = name.toLowerCase();
+      if (lower === 'upgrade') upgrade = head.headers[i + 1];
+      // undici frames the request itself and refuses these.
+      else if (!HOP_BY_HOP.has(lower) && lower !== 'expect' && lower !== 'host') headers.push(name, head.headers[i + 1]!);
+    }
+    headers.push('host', preserveHost ? head.authority : origin.host);
+    // The tunnel stream also carries the response: undici may destroy a body it was given, so it gets its own.
+    const body = head.body && !head.upgrade ? requestBody(stream) : null;
+    const exchange = new OriginExchange(stream, head, logger, origin.host, (error) => {
+      // A bodiless request on a keep-alive connection the origin had just closed is safe to send again.
+      if (!retried && !body && IDEMPOTENT.has(head.method) && STALE_CONNECTION_CODES.has((error as { code?: string }).code ?? '')) {
+        forward({ head, stream }, true);
+        return true;
+      }
+      return false;
     });
-    upstream.setTimeout(timeoutMs, () => upstream.destroy(new OriginTimeoutError(`origin silent for ${timeoutMs} ms`)));
-    return upstream;
+    pool.dispatch(
+      {
+        path: prefix + (head.target === '*' ? '/' : head.target),
+        method: head.method,
+        headers,
+        body,
+        ...(head.upgrade ? { upgrade: upgrade ?? 'websocket' } : {}),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      },
+      exchange,
+    );
   };
 
-  const forwardHeaders = (req: IncomingMessage, keep: string[] = []): OutgoingHttpHeaders => {
-    const headers: OutgoingHttpHeaders = withoutHopByHop(req.headers, keep);
-    if (!preserveHost) headers.host = origin.host;
-    return headers;
+  return {
+    serveTunnelRequest: (request) => forward(request),
+    close: () => pool.destroy(),
   };
+}
 
-  const forward = (req: IncomingMessage, res: ServerResponse, retried = false): void => {
-    const bodied = declaresBody(req);
-    const upstream = originRequest(req, forwardHeaders(req));
+/** The request body as a Readable of its own, fed from the tunnel stream with backpressure. */
+function requestBody(stream: Readable): Readable {
+  const body = new Readable({ read: () => void stream.resume() });
+  stream.on('data', (chunk: Buffer) => {
+    if (!body.push(chunk)) stream.pause();
+  });
+  stream.once('end', () => body.push(null));
+  stream.once('close', () => {
+    if (!stream.readableEnded) body.destroy(new Error('the visitor went away'));
+  });
+  return body;
+}
+
+/** One request to the origin, as undici's dispatch handler: its answer is written onto the tunnel stream. */
+class OriginExchange implements Dispatcher.DispatchHandler {
+  #answered = false;
+
+  constructor(
+    private readonly stream: TunnelRequest['stream'],
+    private readonly head: TunnelRequest['head'],
+    private readonly logger: Logger,
+    private readonly originHost: string,
+    /** True if the failed attempt was sent again. */
+    private readonly retry: (error: Error) => boolean,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
     // The visitor left (the node reset the stream): stop the origin, so nothing keeps reading.
-    const onVisitorGone = () => {
-      if (!res.writableFinished) upstream.destroy();
-    };
-    res.once('close', onVisitorGone);
-
-    upstream.on('response', (answer) => {
-      try {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, withoutHopByHop(answer.headers));
-      } catch (error) {
-        // node:http parses heads it then refuses to write (a status of 099, a control byte).
-        upstream.destroy();
-        replyText(res, 502, `bad gateway: ${origin.host} sent a response head that cannot be forwarded: ${(error as Error).message}`);
-        return;
-      }
-      pipeline(answer, res, (error) => {
-        if (!error) return;
-        logger.debug('response cut short', { url: req.url, error });
-        upstream.destroy();
-        res.destroy();
-      });
+    this.stream.once('close', () => {
+      if (!this.stream.writableFinished) controller.abort(new Error('the visitor went away'));
     });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
-      if (res.headersSent || res.destroyed) return; // the pipeline above handles a failure mid-body
-      // A bodiless request on a reused socket the origin had just closed is safe to send again.
-      if (!retried && !bodied && upstream.reusedSocket && STALE_SOCKET_CODES.has(error.code ?? '')) {
-        res.off('close', onVisitorGone);
-        forward(req, res, true);
-        return;
-      }
-      const timedOut = error instanceof OriginTimeoutError;
-      logger.warn('origin request failed', { method: req.method, url: req.url, error: error.message });
-      replyText(res, timedOut ? 504 : 502, `${timedOut ? 'gateway timeout' : 'bad gateway'}: ${origin.host}: ${error.code ?? error.message}`);
-    });
-
-    if (bodied) req.pipe(upstream);
-    else upstream.end();
-  };
-
-  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', (error) => logger.debug('upgraded stream failed', { url: req.url, error }));
-    const upstream = originRequest(req, forwardHeaders(req, ['connection', 'upgrade']));
-    socket.once('close', () => upstream.destroy());
-
-    upstream.on('upgrade', (answer, originSocket, originHead) => {
-      // From here on it is a raw pipe: silence is normal (a quiet WebSocket), so no idle timeout.
-      originSocket.setTimeout(0);
-      socket.write(rawHead(answer));
-      if (originHead.length > 0) socket.write(originHead);
-      if (head.length > 0) originSocket.write(head);
-      // pipe() carries each side's end as a half-close to the other.
-      originSocket.pipe(socket);
-      socket.pipe(originSocket);
-      originSocket.on('error', (error) => {
-        logger.debug('origin side of an upgrade failed', { url: req.url, error });
-        socket.destroy();
-      });
-      socket.once('close', () => originSocket.destroy());
-    });
-    // The origin declined to switch protocols: relay its answer and end the stream.
-    upstream.on('response', (answer) => {
-      socket.write(rawHead(answer, { connection: 'close' }));
-      pipeline(answer, socket, () => upstream.destroy());
-    });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
-      logger.warn('origin upgrade failed', { url: req.url, error: error.message });
-      if (!socket.destroyed) socket.end(rawTextResponse(502, `bad gateway: ${origin.host}: ${error.code ?? error.message}`));
-    });
-    upstream.end();
-  };
-
-  const server = http.createServer(forward);
-  server.on('upgrade', upgrade);
-  return { server, close: () => agent.destroy() };
-}
-
-function withoutHopByHop(headers: IncomingHttpHeaders, keep: readonly string[] = []): OutgoingHttpHeaders {
-  // Headers named in Connection are hop-by-hop too.
-  const listed = keep.includes('connection') ? undefined : connectionListed(headers.connection || undefined);
-  const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || (HOP_BY_HOP.has(name) && !keep.includes(name)) || listed?.has(name)) continue;
-    out[name] = value;
+    this.stream.on('drain', () => controller.resume());
   }
-  return out;
-}
 
-/** The status line and headers of `answer`, for writing to a raw (upgraded) stream. */
-function rawHead(answer: IncomingMessage, override: Record<string, string> = {}): string {
-  const skip = new Set(Object.keys(override));
-  // A declined upgrade's body is relayed as it arrives and ended by the close, so its framing goes.
-  if ('connection' in override) skip.add('transfer-encoding');
-  let head = `HTTP/1.1 ${answer.statusCode} ${answer.statusMessage ?? ''}\r\n`;
-  for (let i = 0; i < answer.rawHeaders.length; i += 2) {
-    if (!skip.has(answer.rawHeaders[i]!.toLowerCase())) head += `${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}\r\n`;
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: IncomingHttpHeaders, statusMessage?: string): void {
+    // Informational answers (100, 103) are the origin's business with us; the visitor gets the final one.
+    if (statusCode < 200) return;
+    this.#answered = true;
+    try {
+      writeResponseHead(this.stream, statusCode, statusMessage ?? '', rawHeaders(controller.rawHeaders));
+    } catch (error) {
+      controller.abort(error as Error);
+    }
   }
-  for (const [name, value] of Object.entries(override)) head += `${name}: ${value}\r\n`;
-  return `${head}\r\n`;
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.stream.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.stream.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const { stream, head } = this;
+    if (stream.destroyed) return;
+    // Mid-response there is nothing to say: cut it, so the visitor cannot mistake it for a whole one.
+    if (this.#answered) {
+      this.logger.debug('response cut short', { url: head.target, error: error.message });
+      stream.destroy();
+      return;
+    }
+    if (this.retry(error)) return;
+    const code = errorCode(error);
+    const timedOut = TIMEOUT_CODES.has((error as { code?: string }).code ?? '');
+    this.logger.warn('origin request failed', { method: head.method, url: head.target, error: code });
+    writeTextResponse(stream, timedOut ? 504 : 502, `${timedOut ? 'gateway timeout' : 'bad gateway'}: ${this.originHost}: ${code}`);
+  }
+
+  onRequestUpgrade(controller: Dispatcher.DispatchController, _statusCode: number, _headers: IncomingHttpHeaders, socket: import('node:stream').Duplex): void {
+    const { stream } = this;
+    this.#answered = true;
+    writeResponseHead(stream, 101, '', rawHeaders(controller.rawHeaders), true);
+    // pipe() carries each side's end as a half-close to the other.
+    socket.pipe(stream);
+    stream.pipe(socket);
+    socket.on('error', (error) => {
+      this.logger.debug('origin side of an upgrade failed', { url: this.head.target, error });
+      stream.destroy();
+    });
+    stream.once('close', () => socket.destroy());
+  }
 }

@@ -1,12 +1,15 @@
-// The handler forms served by a real http.Server on a real loopback socket, as the tunnel feeds them.
+// The handler forms, served through a real node and tunnel: a visitor's request reaches each
+// form as the v2 head the node sends (no HTTP parsing on the client for fetch handlers).
 import { once } from 'node:events';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { collect, onCleanup, randomStream, sha256, useCleanup } from '../test/harness/index.js';
+import { WebSocket, WebSocketServer } from 'ws';
+import { collect, randomStream, sha256, useCleanup } from '../test/harness/index.js';
+import { GROUP } from '../test/e2e/helpers.js';
+import { rawExchange, rawRequest, throughNode } from '../test/e2e/through-node.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import { toHttpServer, type Handler } from './handler.js';
 
 useCleanup();
 
@@ -16,82 +19,82 @@ function captureLogger(): { logger: Logger; lines: () => Record<string, unknown>
   return { logger, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
-async function serve(handler: Handler, logger = captureLogger().logger): Promise<{ url: string; port: number; server: http.Server }> {
-  const server = toHttpServer(handler, logger);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  onCleanup(() => {
-    server.closeAllConnections();
-    return new Promise((resolve) => server.close(resolve));
-  });
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, port, server };
-}
-
-/** Sends `raw` and half-closes, as the node ends its side of a tunnel stream after the request. */
-async function halfClosedExchange(port: number, raw: string): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.end(raw);
-  return (await collect(socket)).toString();
+/** A GET through the node with the Host that routes to the tunnel (fetch() cannot set Host). */
+async function get(url: string): Promise<{ status: number; text(): Promise<string> }> {
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(url, { headers: { host: GROUP } }, resolve).on('error', reject));
+  const body = (await collect(res)).toString();
+  return { status: res.statusCode ?? 0, text: async () => body };
 }
 
 describe('fetch handler', () => {
-  it('sees the request as a web Request: URL from Host and X-Forwarded-Proto, headers without hop-by-hop ones', async () => {
+  it('sees the request as a web Request: URL from the Host, headers as sent less hop-by-hop ones', async () => {
     let seen: Request | undefined;
-    const { port } = await serve((request: Request) => {
+    const { port } = await throughNode((request: Request) => {
       seen = request;
       return new Response('ok');
     });
-    const reply = await halfClosedExchange(
-      port,
-      'GET /a/b?x=1 HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Proto: https\r\nX-Test: 1\r\nX-Test: 2\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n',
-    );
+    const reply = await rawExchange(port, rawRequest(['GET /a/b?x=1 HTTP/1.1', 'X-Test: 1', 'X-Test: 2', 'Keep-Alive: timeout=5', 'TE: trailers']));
     expect(reply).toMatch(/^HTTP\/1\.1 200 OK/);
-    expect(seen!.url).toBe('https://app.example/a/b?x=1');
+    expect(seen!.url).toBe(`http://${GROUP}/a/b?x=1`);
     expect(seen!.method).toBe('GET');
+    expect(seen!.headers.get('host')).toBe(GROUP);
     expect(seen!.headers.get('x-test')).toBe('1, 2');
-    expect(seen!.headers.has('keep-alive')).toBe(false);
-    expect(seen!.headers.has('connection')).toBe(false);
+    for (const name of ['keep-alive', 'connection', 'te']) expect(seen!.headers.has(name), name).toBe(false);
+    expect(seen!.headers.get('x-forwarded-proto')).toBe('http');
+  });
+
+  it('builds an https URL when a trusted proxy in front of the node says the visitor came over https', async () => {
+    let seen = '';
+    const { port } = await throughNode(
+      (request: Request) => {
+        seen = request.url;
+        return new Response('ok');
+      },
+      { trustedProxies: ['127.0.0.1/32'] },
+    );
+    await rawExchange(port, rawRequest(['GET /x HTTP/1.1', 'X-Forwarded-Proto: https']));
+    expect(seen).toBe(`https://${GROUP}/x`);
   });
 
   it('keeps a path that looks like a scheme-relative URL a path', async () => {
     let seen = '';
-    const { port } = await serve((request: Request) => {
+    const { port } = await throughNode((request: Request) => {
       seen = request.url;
       return new Response('ok');
     });
-    await halfClosedExchange(port, 'GET //evil.example/x HTTP/1.1\r\nHost: app.example\r\n\r\n');
-    expect(seen).toBe('http://app.example//evil.example/x');
+    await rawExchange(port, rawRequest(['GET //evil.example/x HTTP/1.1']));
+    expect(seen).toBe(`http://${GROUP}//evil.example/x`);
   });
 
-  it('answers after the request side has ended (half-close), as over a tunnel stream', async () => {
-    const { port } = await serve(async (request: Request) => new Response(`got ${(await request.text()).length}`));
-    const reply = await halfClosedExchange(port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
-    expect(reply).toMatch(/^HTTP\/1\.1 200 OK/);
-    expect(reply).toContain('got 5');
+  it('reads a request body, and an empty chunked one', async () => {
+    const { port } = await throughNode(async (request: Request) => new Response(`got ${(await request.text()).length}`));
+    expect(await rawExchange(port, rawRequest(['POST / HTTP/1.1', 'Content-Length: 5'], 'hello'))).toMatch(/\r\n\r\n(?:[0-9a-f]+\r\n)?got 5/);
+    expect(await rawExchange(port, rawRequest(['POST / HTTP/1.1', 'Transfer-Encoding: chunked'], '0\r\n\r\n'))).toMatch(/\r\n\r\n(?:[0-9a-f]+\r\n)?got 0/);
   });
 
   it('streams a 5 MB body each way', async () => {
-    const { url } = await serve(async (request: Request) => {
+    const { url } = await throughNode(async (request: Request) => {
       const digest = await sha256(request.body as unknown as AsyncIterable<Uint8Array>);
       const body = Readable.toWeb(randomStream(5 << 20, 'down')) as ReadableStream<Uint8Array>;
       return new Response(body, { headers: { 'x-upload-sha256': digest } });
     });
-    const upload = Readable.toWeb(randomStream(5 << 20, 'up')) as ReadableStream<Uint8Array>;
-    const res = await fetch(url, { method: 'POST', body: upload, duplex: 'half' } as RequestInit);
-    expect(res.status).toBe(200);
-    expect(res.headers.get('x-upload-sha256')).toBe(await sha256(randomStream(5 << 20, 'up')));
-    expect(await sha256(res.body as unknown as AsyncIterable<Uint8Array>)).toBe(await sha256(randomStream(5 << 20, 'down')));
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', headers: { host: GROUP } }, resolve).on('error', reject);
+      randomStream(5 << 20, 'up').pipe(req);
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-upload-sha256']).toBe(await sha256(randomStream(5 << 20, 'up')));
+    expect(await sha256(res)).toBe(await sha256(randomStream(5 << 20, 'down')));
   });
 
   it('passes status, status text and repeated Set-Cookie headers through', async () => {
-    const { url } = await serve(() => {
+    const { port } = await throughNode(() => {
       const headers = new Headers({ 'content-type': 'text/plain' });
       headers.append('set-cookie', 'a=1');
       headers.append('set-cookie', 'b=2');
       return new Response('made', { status: 201, statusText: 'Made It', headers });
     });
-    const res = await new Promise<http.IncomingMessage>((resolve) => http.get(url, resolve));
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: '127.0.0.1', port, headers: { host: GROUP } }, resolve));
     expect(res.statusCode).toBe(201);
     expect(res.statusMessage).toBe('Made It');
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
@@ -99,19 +102,22 @@ describe('fetch handler', () => {
   });
 
   it('sends no body for HEAD or 204', async () => {
-    const { port } = await serve((request: Request) => (request.url.endsWith('/empty') ? new Response(null, { status: 204 }) : new Response('body')));
-    expect(await halfClosedExchange(port, 'HEAD / HTTP/1.1\r\nHost: x\r\n\r\n')).not.toContain('body');
-    expect(await halfClosedExchange(port, 'GET /empty HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 204 No Content\r\n[\s\S]*\r\n\r\n$/);
+    const { port } = await throughNode((request: Request) => (request.url.endsWith('/empty') ? new Response(null, { status: 204 }) : new Response('body')));
+    expect(await rawExchange(port, rawRequest(['HEAD / HTTP/1.1']))).not.toContain('body');
+    expect(await rawExchange(port, rawRequest(['GET /empty HTTP/1.1']))).toMatch(/^HTTP\/1\.1 204 No Content\r\n[\s\S]*\r\n\r\n$/);
   });
 
   it('answers 500 with a short body and logs when the handler throws or returns no Response', async () => {
     const capture = captureLogger();
-    const { url } = await serve((request: Request) => {
-      if (request.url.endsWith('/throw')) throw new Error('boom');
-      return 'not a response' as unknown as Response;
-    }, capture.logger);
+    const { url } = await throughNode(
+      (request: Request) => {
+        if (request.url.endsWith('/throw')) throw new Error('boom');
+        return 'not a response' as unknown as Response;
+      },
+      { logger: capture.logger },
+    );
     for (const path of ['/throw', '/wrong']) {
-      const res = await fetch(url + path);
+      const res = await get(url + path);
       expect(res.status).toBe(500);
       expect(await res.text()).toBe('internal server error\n');
     }
@@ -123,7 +129,7 @@ describe('fetch handler', () => {
     let pulls = 0;
     let cancelled = false;
     let signalAborted: Promise<void> | undefined;
-    const { port } = await serve((request: Request) => {
+    const { port } = await throughNode((request: Request) => {
       signalAborted = new Promise((resolve) => request.signal.addEventListener('abort', () => resolve()));
       const body = new ReadableStream<Uint8Array>({
         pull(controller) {
@@ -137,7 +143,7 @@ describe('fetch handler', () => {
       return new Response(body);
     });
     const socket = net.connect(port, '127.0.0.1');
-    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write(rawRequest(['GET / HTTP/1.1']));
     let received = 0;
     await new Promise<void>((resolve) =>
       socket.on('data', (chunk: Buffer) => {
@@ -155,7 +161,7 @@ describe('fetch handler', () => {
 
   it('applies backpressure: a visitor that does not read holds the body back', async () => {
     let pulled = 0;
-    const { port } = await serve(
+    const { port } = await throughNode(
       () =>
         new Response(
           new ReadableStream<Uint8Array>({
@@ -167,30 +173,64 @@ describe('fetch handler', () => {
         ),
     );
     const socket = net.connect(port, '127.0.0.1');
-    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write(rawRequest(['GET / HTTP/1.1']));
     socket.pause();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Wait until the pulls stop: the buffers between the handler and the visitor are full.
+    let last = -1;
+    await expect
+      .poll(
+        () => {
+          const settled = pulled > 0 && pulled === last;
+          last = pulled;
+          return settled;
+        },
+        { interval: 200, timeout: 10_000 },
+      )
+      .toBe(true);
     socket.destroy();
-    // Socket buffers on both ends hold a few MB at most; an unbounded reader would have pulled far more.
-    expect(pulled).toBeLessThan(32 << 20);
+    // Socket buffers, the stream windows and the web stream hold some MB at most; an unbounded reader would pull on and on.
+    expect(pulled).toBeLessThan(64 << 20);
   });
 });
 
 describe('Node request listener', () => {
-  it('is chosen for a function declaring (req, res), and answers after a half-close', async () => {
-    const { port } = await serve((req: http.IncomingMessage, res: http.ServerResponse) => {
+  it('is chosen for a function declaring (req, res), and sees the visitor request', async () => {
+    const { port } = await throughNode((req: http.IncomingMessage, res: http.ServerResponse) => {
       res.setHeader('x-url', req.url ?? '');
+      res.setHeader('x-host', req.headers.host ?? '');
       res.end('from listener');
     });
-    const reply = await halfClosedExchange(port, 'GET /p HTTP/1.1\r\nHost: x\r\n\r\n');
+    const reply = await rawExchange(port, rawRequest(['GET /p HTTP/1.1']));
     expect(reply).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(reply).toContain('x-url: /p');
-    expect(reply.endsWith('from listener')).toBe(true);
+    expect(reply).toContain(`x-host: ${GROUP}`);
+    expect(reply).toMatch(/from listener(\r\n0\r\n\r\n)?$/);
+  });
+
+  it('gets its response head to the visitor before any body, when it sends the head alone', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const { port } = await throughNode(async (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      await released;
+      res.end('data: done\n\n');
+    });
+    // The visitor sees the head while the handler still holds the body back.
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: '127.0.0.1', port, headers: { host: GROUP } }, resolve));
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    release();
+    expect((await collect(res)).toString()).toBe('data: done\n\n');
+  });
+
+  it('gets a request body, streamed and chunked', async () => {
+    const { port } = await throughNode(async (req: http.IncomingMessage, res: http.ServerResponse) => res.end(`got ${(await collect(req)).length}`));
+    expect(await rawExchange(port, rawRequest(['POST / HTTP/1.1', 'Transfer-Encoding: chunked'], '3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n'))).toContain('got 5');
   });
 
   it('answers 500 when it throws or rejects, and the process lives on', async () => {
     const capture = captureLogger();
-    const { url } = await serve(
+    const { url } = await throughNode(
       {
         listener: async (req) => {
           if (req.url === '/sync') throw new Error('sync boom');
@@ -198,28 +238,28 @@ describe('Node request listener', () => {
           throw new Error('async boom');
         },
       },
-      capture.logger,
+      { logger: capture.logger },
     );
-    expect((await fetch(`${url}/sync`)).status).toBe(500);
-    expect((await fetch(`${url}/async`)).status).toBe(500);
+    expect((await get(`${url}/sync`)).status).toBe(500);
+    expect((await get(`${url}/async`)).status).toBe(500);
     expect(capture.lines().filter((l) => l.level === 'error')).toHaveLength(2);
   });
 
   it('accepts the explicit { fetch } form, whatever the function length', async () => {
-    const { url } = await serve({ fetch: (_request: Request, ..._rest: unknown[]) => new Response('explicit') });
-    expect(await (await fetch(url)).text()).toBe('explicit');
+    const { url } = await throughNode({ fetch: (_request: Request, ..._rest: unknown[]) => new Response('explicit') });
+    expect(await (await get(url)).text()).toBe('explicit');
   });
 
-  it('uses a given http.Server as is, upgrade listener included, and turns on httpAllowHalfOpen', async () => {
+  it('uses a given http.Server as is, its upgrade listener (ws) included', async () => {
     const server = http.createServer((_req, res) => res.end('plain'));
-    server.on('upgrade', (_req, socket: net.Socket, head: Buffer) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
-      socket.write(head);
-      socket.pipe(socket);
-    });
-    const { port } = await serve(server);
-    expect((server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen).toBe(true);
-    const reply = await halfClosedExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping');
-    expect(reply).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nping$/);
+    new WebSocketServer({ server }).on('connection', (ws) => ws.on('message', (data) => ws.send(`echo ${String(data)}`)));
+    const { port, url } = await throughNode(server);
+    expect(await (await get(url)).text()).toBe('plain');
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: GROUP } });
+    await once(ws, 'open');
+    ws.send('hi');
+    const [reply] = (await once(ws, 'message')) as [Buffer];
+    expect(reply.toString()).toBe('echo hi');
+    ws.close();
   });
 });

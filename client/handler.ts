@@ -1,6 +1,7 @@
 /**
- * What serves the requests that arrive through a tunnel. Every form becomes an
- * http.Server that the tunnel feeds each request stream as a connection.
+ * What serves the requests that arrive through a tunnel. Each request stream begins
+ * with a v2 head (shared/heads.ts); every handler form becomes a StreamServer that
+ * takes that head and the stream, which carries the body in and the response out.
  *
  * Which form a bare function is: `handler.length >= 2` (it declares `(req, res)`) means a
  * Node request listener; anything else is a fetch handler `(request) => Response`. A
@@ -9,34 +10,38 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { ReverstError } from '../shared/errors.js';
-import type { Logger } from '../shared/log.js';
-import { fetchListener, type FetchHandler } from './fetch-adapter.js';
 import { replyText } from '../shared/http.js';
+import type { Logger } from '../shared/log.js';
+import { type FetchHandler, fetchServer } from './fetch-adapter.js';
+import { httpServerStreams } from './http-compat.js';
+import type { StreamServer, TunnelHandler } from './tunnel-request.js';
+
+export type { StreamServer, TunnelHandler, TunnelRequest } from './tunnel-request.js';
 
 export type NodeListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 
-export type Handler = FetchHandler | NodeListener | http.Server | { fetch: FetchHandler } | { listener: NodeListener };
+export type Handler = FetchHandler | NodeListener | http.Server | TunnelHandler | { fetch: FetchHandler } | { listener: NodeListener };
 
-/**
- * The http.Server that serves `handler`. A given http.Server is used as is (its own
- * 'request' and 'upgrade' listeners run), except that `httpAllowHalfOpen` is turned on:
- * the node ends its side of a stream after the request body, and without that setting
- * Node would end the stream before the response is written.
- */
-export function toHttpServer(handler: Handler, logger: Logger): http.Server {
-  const server = handler instanceof http.Server ? handler : http.createServer(toListener(handler, logger));
-  // Long-standing but missing from @types/node.
-  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  return server;
+/** The StreamServer for any handler form. */
+export function toStreamServer(handler: Handler, logger: Logger): StreamServer {
+  if (handler instanceof http.Server) return httpServerStreams(handler, logger);
+  if (typeof handler === 'function') {
+    return handler.length >= 2 ? listenerStreams(handler as NodeListener, logger) : fetchServer(handler as FetchHandler, logger);
+  }
+  if ('serveTunnelRequest' in handler && typeof handler.serveTunnelRequest === 'function') return handler.serveTunnelRequest.bind(handler);
+  if ('fetch' in handler && typeof handler.fetch === 'function') return fetchServer(handler.fetch.bind(handler), logger);
+  if ('listener' in handler && typeof handler.listener === 'function') return listenerStreams(handler.listener, logger);
+  throw new ReverstError('ERR_INVALID_OPTION', 'handler: give a fetch handler, a Node request listener, an http.Server, { fetch } or { listener }');
 }
 
-function toListener(handler: Exclude<Handler, http.Server>, logger: Logger): http.RequestListener {
-  if (typeof handler === 'function') {
-    return handler.length >= 2 ? guardListener(handler as NodeListener, logger) : fetchListener(handler as FetchHandler, logger);
-  }
-  if ('fetch' in handler && typeof handler.fetch === 'function') return fetchListener(handler.fetch.bind(handler), logger);
-  if ('listener' in handler && typeof handler.listener === 'function') return guardListener(handler.listener, logger);
-  throw new ReverstError('ERR_INVALID_OPTION', 'handler: give a fetch handler, a Node request listener, an http.Server, { fetch } or { listener }');
+/**
+ * A Node request listener, served by an http.Server of our own: one that accepts
+ * whatever header section the node sends (the node enforced its limit already).
+ */
+function listenerStreams(listener: NodeListener, logger: Logger): StreamServer {
+  const server = http.createServer({ maxHeaderSize: 1 << 20 }, guardListener(listener, logger));
+  server.maxHeadersCount = 0;
+  return httpServerStreams(server, logger);
 }
 
 /**

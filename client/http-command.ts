@@ -3,8 +3,8 @@
  * client. Each flag can also come from `REVERST_<LONG_NAME>` (upper case, `-` → `_`);
  * the command line wins. The repeatable --address takes a comma-separated list in env.
  */
-import { readFile } from 'node:fs/promises';
 import { normalizeHostPort } from '../shared/address.js';
+import { readFlagFile } from '../shared/flag-file.js';
 import { BadRequestError, NotFoundError, RegistrationError, ReverstError, ServerNameError, UnauthorizedError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage, type CommandSpec, type FlagSpec } from '../shared/flags.js';
 import { createLogger, type LogLevel } from '../shared/log.js';
@@ -134,7 +134,7 @@ export async function runHttpCommand(argv: string[], env: NodeJS.ProcessEnv = pr
     io.stdout.write(USAGE);
     return;
   }
-  const ca = command.caPath === undefined ? undefined : await readCa(command.caPath);
+  const ca = command.caPath === undefined ? undefined : await readFlagFile(command.caPath, '--ca');
   const logger = createLogger({ level: command.logLevel, stream: io.stderr });
   const forwarder = createForwarder({ origin: command.origin, preserveHost: command.preserveHost, timeoutMs: command.originTimeoutMs, logger });
 
@@ -145,7 +145,7 @@ export async function runHttpCommand(argv: string[], env: NodeJS.ProcessEnv = pr
   try {
     let tunnel: Tunnel;
     try {
-      tunnel = await connect({ ...command.connect, ca, handler: forwarder.server, logger, signal: stop.signal });
+      tunnel = await connect({ ...command.connect, ca, handler: forwarder, logger, signal: stop.signal });
     } catch (err) {
       if (stop.signal.aborted) return;
       throw err instanceof RegistrationError ? refusal(err) : err;
@@ -157,15 +157,7 @@ export async function runHttpCommand(argv: string[], env: NodeJS.ProcessEnv = pr
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     io.signal?.removeEventListener('abort', onSignal);
-    forwarder.close();
-  }
-}
-
-async function readCa(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw invalid(`--ca: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    await forwarder.close();
   }
 }
 

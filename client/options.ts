@@ -1,11 +1,10 @@
-import type http from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { parseHostPort } from '../shared/address.js';
 import { ReverstError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
 import { authorizationValue, type Auth } from './auth.js';
-import { toHttpServer, type Handler } from './handler.js';
+import { toStreamServer, type Handler, type StreamServer } from './handler.js';
 
 /** The first retry comes quickly: a restarting node is usually back within moments. */
 export const DEFAULT_MIN_DELAY_MS = 100;
@@ -77,7 +76,8 @@ export interface TunnelOptions {
   insecure: boolean;
   group: string;
   authorization?: string | undefined;
-  server: http.Server;
+  /** Serves each request that arrives (the handler, in whichever form it was given). */
+  serve: StreamServer;
   connections: number;
   minDelayMs: number;
   maxDelayMs: number;
@@ -147,7 +147,7 @@ export function parseConnectOptions(options: ConnectOptions): TunnelOptions {
     insecure: options.insecure ?? false,
     group: options.group,
     authorization: options.auth ? authorizationValue(options.auth) : undefined,
-    server: toHttpServer(options.handler, logger.child({ component: 'handler' })),
+    serve: toStreamServer(options.handler, logger.child({ component: 'handler' })),
     connections: positive('connections', options.connections, 1, { integer: true }),
     minDelayMs,
     maxDelayMs,

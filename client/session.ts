@@ -3,9 +3,9 @@
  * request streams the node opens on it. The Tunnel above decides when to make or drop one.
  */
 import { EventEmitter } from 'node:events';
-import type http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ServerError } from '../shared/errors.js';
+import { ProtocolError, ServerError } from '../shared/errors.js';
+import { decodeRequestHead, readHead } from '../shared/heads.js';
 import type { Logger } from '../shared/log.js';
 import {
   ALPN,
@@ -23,6 +23,7 @@ import {
 } from '../shared/protocol.js';
 import { QuicClosedError, connectQuic, type QuicCloseInfo, type QuicConnectOptions, type QuicConnection, type QuicStream } from '../shared/quic/index.js';
 import type { Address, TunnelOptions } from './options.js';
+import type { StreamServer } from './tunnel-request.js';
 import { explainTlsFailure } from './server-name.js';
 
 /**
@@ -38,7 +39,7 @@ export type SessionOptions = Pick<
   | 'insecure'
   | 'group'
   | 'authorization'
-  | 'server'
+  | 'serve'
   | 'idleTimeoutMs'
   | 'keepAliveMs'
   | 'unresponsiveTimeoutMs'
@@ -153,7 +154,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     throw await explainTlsFailure(error, dial);
   });
   // The first requests can arrive right behind the registration answer: serve from the start.
-  const requests = new RequestStreams(conn, options.server, logger);
+  const requests = new RequestStreams(conn, options.serve, logger);
   const abort = () => void conn.close({ code: CloseCode.NoError, reason: 'client closing' });
   options.signal?.addEventListener('abort', abort, { once: true });
   try {
@@ -194,13 +195,13 @@ function closeError(info: QuicCloseInfo): Error {
   return info.error ?? new QuicClosedError(info);
 }
 
-/** The streams the node opens for requests, each handed to the http.Server as a connection. */
+/** The streams the node opens for requests: each one's head is read, then it is served. */
 class RequestStreams {
   #open = 0;
   readonly #idleWaiters = new Set<() => void>();
   #refusing = false;
 
-  constructor(conn: QuicConnection, server: http.Server, logger: Logger) {
+  constructor(conn: QuicConnection, serve: StreamServer, logger: Logger) {
     // Made once, shared by every stream (`this` is the stream).
     const onError = function (this: QuicStream, error: Error): void {
       // A visitor who leaves resets the stream: that is routine, never a crash.
@@ -217,7 +218,22 @@ class RequestStreams {
       }
       this.#open++;
       stream.once('close', onClose);
-      server.emit('connection', stream);
+      readHead(
+        stream,
+        decodeRequestHead,
+        ({ head, rest }) => {
+          // Synchronously, before a FIN that came with the head ends the stream.
+          if (rest.length > 0) stream.unshift(rest);
+          serve({ head, stream });
+        },
+        (error) => {
+          // A head this client cannot read was not processed: the node may send it elsewhere.
+          if (error instanceof ProtocolError && error.code === 'ERR_PROTOCOL_BAD_HEAD') {
+            logger.warn('refusing a request with an unreadable head', { stream: stream.id, error: error.message });
+            stream.reset(StreamCode.BadHead);
+          } else stream.destroy();
+        },
+      );
     });
   }
 

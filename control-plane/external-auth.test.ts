@@ -26,15 +26,16 @@ async function signingKey(kid: string): Promise<SigningKey> {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-/** A token as an identity provider would issue it; `claims` override the defaults. */
+/** A token as an identity provider would issue it; `claims` override the defaults (`exp: null`: no expiry at all). */
 function token(key: SigningKey, claims: Record<string, unknown> = {}, kid = key.kid): Promise<string> {
-  return new SignJWT({ groups: [GROUP, 'other'], ...claims })
+  const { exp, ...rest } = claims;
+  const jwt = new SignJWT({ groups: [GROUP, 'other'], ...rest })
     .setProtectedHeader({ alg: 'RS256', kid })
     .setIssuer((claims.iss as string) ?? ISSUER)
     .setAudience((claims.aud as string) ?? AUDIENCE)
-    .setIssuedAt()
-    .setExpirationTime((claims.exp as number) ?? now() + 300)
-    .sign(key.privateKey);
+    .setIssuedAt();
+  if (exp !== null) jwt.setExpirationTime((exp as number | undefined) ?? now() + 300);
+  return jwt.sign(key.privateKey);
 }
 
 /** A real JWKS endpoint; `keys` can change (rotation); `hang` stops it answering. */
@@ -86,6 +87,7 @@ describe('external auth: JWTs checked with a JWKS fetched from a real HTTP serve
       ['valid, one of several audiences', await token(key, { aud: 'other-audience' }), '200 allowed'],
       ['the group as a single string claim', await token(key, { groups: GROUP }), '200 allowed'],
       ['expired', await token(key, { exp: now() - 3600 }), '401 Unauthorized: JWT expired'],
+      ['never expires', await token(key, { exp: null }), '401 Unauthorized: JWT has no expiry (exp): a token that never expires is not accepted'],
       ['not yet valid', await token(key, { nbf: now() + 3600 }), '401 Unauthorized: JWT not yet valid (nbf)'],
       ['wrong issuer', await token(key, { iss: 'https://evil.test' }), '401 Unauthorized: JWT issuer "https://evil.test" is not "https://idp.test"'],
       ['wrong audience', await token(key, { aud: 'someone-else' }), '401 Unauthorized: JWT audience "someone-else" is not one of ["reverst","other-audience"]'],

@@ -7,6 +7,7 @@ import { sameBytes } from '../shared/auth/password-hash.js';
 import type { Group } from '../shared/config/groups.js';
 import type { JwtRule } from '../shared/config/external-rules.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { redactUrl } from '../shared/redact.js';
 
 /** 200 allows; anything else denies (seed semantics). 503: the key server failed, so nodes let the client retry. */
 export interface Decision {
@@ -89,7 +90,7 @@ export class ExternalAuth {
     if (early) return deny(early);
     let payload: JWTPayload;
     try {
-      const options = { issuer: rule.issuer, audience: rule.audience, clockTolerance: Math.floor(rule.clockToleranceMs / 1000) };
+      const options = { issuer: rule.issuer, audience: rule.audience, requiredClaims: ['exp'], clockTolerance: Math.floor(rule.clockToleranceMs / 1000) };
       const verified = rule.jwksUrl
         ? await jwtVerify(token, this.#keySet(rule.jwksUrl), rule.algorithms ? { ...options, algorithms: rule.algorithms } : options)
         : await jwtVerify(token, await this.#staticKey(rule), { ...options, algorithms: rule.algorithms ?? ['RS256'] });
@@ -113,7 +114,7 @@ export class ExternalAuth {
       case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
         return deny('JWT signature does not verify with the configured key');
       case 'ERR_JWKS_NO_MATCHING_KEY':
-        return deny(`no key of ${rule.jwksUrl} matches the JWT (kid or alg unknown)`);
+        return deny(`no key of ${redactUrl(rule.jwksUrl ?? '', { query: true })} matches the JWT (kid or alg unknown)`);
       case 'ERR_JOSE_ALG_NOT_ALLOWED':
         return deny('JWT algorithm not allowed');
       case 'ERR_JWS_INVALID':
@@ -122,7 +123,10 @@ export class ExternalAuth {
     }
     // Everything else means the keys could not be had: a timeout, a refused connection, a non-200,
     // or a body that is no key set. The operator's problem, not the client's.
-    const reason = rule.jwksUrl ? `key server unavailable: ${rule.jwksUrl}: ${describe(err)}` : `the configured publicKey cannot be used: ${describe(err)}`;
+    // The answer goes to whoever asked: the key server's URL without credentials.
+    const reason = rule.jwksUrl
+      ? `key server unavailable: ${redactUrl(rule.jwksUrl, { query: true })}: ${describe(err)}`
+      : `the configured publicKey cannot be used: ${describe(err)}`;
     this.#log.warn('cannot verify JWTs', { reason });
     return { status: 503, reason };
   }
@@ -162,7 +166,9 @@ function claimProblem(rule: JwtRule, group: string, claims: JWTPayload): string 
   if (claims.iss !== rule.issuer) return `JWT issuer ${JSON.stringify(claims.iss)} is not ${JSON.stringify(rule.issuer)}`;
   const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
   if (!audiences.some((aud) => rule.audience.includes(aud))) return `JWT audience ${JSON.stringify(claims.aud)} is not one of ${JSON.stringify(rule.audience)}`;
-  if (typeof claims.exp === 'number' && claims.exp <= now - tolerance) return 'JWT expired';
+  // jose accepts a token without exp; a leaked one would then let its holder in for good.
+  if (typeof claims.exp !== 'number') return 'JWT has no expiry (exp): a token that never expires is not accepted';
+  if (claims.exp <= now - tolerance) return 'JWT expired';
   if (typeof claims.nbf === 'number' && claims.nbf > now + tolerance) return 'JWT not yet valid (nbf)';
   const listed = claims[rule.groupsClaim];
   const groups = typeof listed === 'string' ? [listed] : Array.isArray(listed) ? listed : [];

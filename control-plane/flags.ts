@@ -1,19 +1,12 @@
 import { LISTEN, normalizeHostPort } from '../shared/address.js';
-import { groupsSourceSchemes } from '../shared/config/index.js';
+import { GROUPS_SOURCE_FLAGS } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage, type CommandLine, type CommandSpec, type FlagSpec } from '../shared/flags.js';
 import { DEFAULT_MAX_WAIT_MS } from './app.js';
 
-/** `-g`'s help names only the sources this build can read. */
-const groupsHelp = (): string =>
-  `tunnel groups source: a file path or ${groupsSourceSchemes()
-    .map((scheme) => `${scheme}://…`)
-    .join(', ')}`;
-
 export const CONTROL_PLANE_FLAGS = [
   LOG_FLAG,
-  { long: 'tunnel-groups', short: 'g', kind: 'string', help: groupsHelp, default: 'groups.yml' },
-  { long: 'watch-groups', short: 'w', kind: 'boolean', help: 'watch tunnel groups sources for updates' },
+  ...GROUPS_SOURCE_FLAGS,
   {
     long: 'listen',
     kind: 'string',

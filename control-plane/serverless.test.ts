@@ -11,7 +11,8 @@ import { build } from 'esbuild';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Miniflare } from 'miniflare';
 import { describe, expect, it } from 'vitest';
-import { onCleanup, startHttpServer, useCleanup } from '../test/harness/index.js';
+import { eventually } from '../test/contract/eventually.js';
+import { freePort, onCleanup, startHttpServer, useCleanup } from '../test/harness/index.js';
 import { silentLogger } from '../shared/log.js';
 import { startControlPlane } from './node.js';
 import { controlPlaneFromEnv } from './serverless.js';
@@ -167,6 +168,37 @@ describe('the control plane core off Node', () => {
     expect(changed.headers.get('etag')).not.toBe(etag);
     expect(JSON.parse(await changed.text()).groups['central.test'].hosts).toEqual(['central.test']);
     expect(reads).toBeGreaterThanOrEqual(2);
+  });
+
+  it('keeps a signed REVERST_GROUPS_URL out of /readyz, /v1/groups and errors, and refuses credentials in it', async () => {
+    let status = 200;
+    const origin = await startHttpServer((_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(status, { 'content-type': 'text/yaml' }).end(status === 200 ? yaml('https://idp.test/jwks') : 'groups: [');
+    });
+    const signed = `${origin.url}/groups.yml?X-Amz-Signature=s3cr3t`;
+    const app = controlPlaneFromEnv({ REVERST_GROUPS_URL: signed, REVERST_API_TOKEN: TOKEN }, { refreshMs: 1 });
+    const ready = await app.request('/readyz');
+    expect(await ready.json()).toMatchObject({ ready: true, detail: `serving 2 group(s) from ${origin.url}/groups.yml` });
+    status = 500;
+    await eventually(
+      async () => expect(await (await app.request('/readyz')).text()).toContain(`the last reload failed: ${origin.url}/groups.yml: answered 500`),
+      5_000,
+    );
+    status = 201; // a body that does not parse
+    await eventually(
+      async () => expect(await (await app.request('/readyz')).text()).toMatch(new RegExp(`the last reload failed: ${origin.url}/groups.yml:1:`)),
+      5_000,
+    );
+    const closedPort = await freePort();
+    const unreachable = controlPlaneFromEnv({ REVERST_GROUPS_URL: `http://127.0.0.1:${closedPort}/g.yml?token=s3cr3t`, REVERST_API_TOKEN: TOKEN });
+    const down = await unreachable.request('/v1/groups', { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(down.status).toBe(503);
+    expect(await down.text()).toMatch(
+      new RegExp(`^503 Service Unavailable: no tunnel groups loaded yet: http://127\\.0\\.0\\.1:${closedPort}/g\\.yml: .*ECONNREFUSED`),
+    );
+    expect(() => controlPlaneFromEnv({ REVERST_GROUPS_URL: 'https://user:s3cr3t@files.example/g.yml', REVERST_API_TOKEN: TOKEN })).toThrow(
+      'REVERST_GROUPS_URL https://***@files.example/g.yml: fetch takes no credentials in the URL; use a signed URL or a token in its query',
+    );
   });
 
   it('says what is wrong with its environment or its config', async () => {

@@ -7,9 +7,11 @@ import type { Hono } from 'hono';
 import { parseGroups } from '../shared/config/groups.js';
 import { ConfigError, ReverstError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { redactUrl } from '../shared/redact.js';
 import { createControlPlane } from './app.js';
 import type { JwksOptions } from './external-auth.js';
 import { PublishedGroups } from './published-groups.js';
+import { fetchFailure } from '../shared/fetch-failure.js';
 
 /** The variables (Workers: bindings) read. */
 export interface ServerlessEnv {
@@ -49,6 +51,7 @@ export function controlPlaneFromEnv(env: ServerlessEnv, options: ServerlessOptio
   const logger = options.logger ?? silentLogger;
   const groups = new PublishedGroups({ saltKey: apiToken, logger: logger.child({ component: 'control-plane' }) });
   const refreshMs = options.refreshMs ?? DEFAULT_REFRESH_MS;
+  if (url !== undefined) checkGroupsUrl(url);
   const refresh = yaml !== undefined ? yamlLoader(yaml, groups) : urlLoader(url!, groups, { ...options, refreshMs });
   return createControlPlane({
     groups,
@@ -71,7 +74,20 @@ function yamlLoader(yaml: string, groups: PublishedGroups): () => Promise<void> 
     ));
 }
 
+/** A URL fetch can read; its credentials, if any, never reach an error message. */
+function checkGroupsUrl(url: string): void {
+  const name = redactUrl(url, { query: true });
+  if (!URL.canParse(url)) throw new ReverstError('ERR_INVALID_OPTION', `REVERST_GROUPS_URL ${name} is not a valid URL`);
+  const { protocol, username, password } = new URL(url);
+  if (protocol !== 'http:' && protocol !== 'https:') throw new ReverstError('ERR_INVALID_OPTION', `REVERST_GROUPS_URL ${name} is not an http(s) URL`);
+  if (username || password) {
+    throw new ReverstError('ERR_INVALID_OPTION', `REVERST_GROUPS_URL ${name}: fetch takes no credentials in the URL; use a signed URL or a token in its query`);
+  }
+}
+
 function urlLoader(url: string, groups: PublishedGroups, options: ServerlessOptions & { refreshMs: number }): () => Promise<void> {
+  // What /readyz, /v1/groups and errors show: a signed URL's query is its credential.
+  const name = redactUrl(url, { query: true });
   const fetch = options.fetch ?? globalThis.fetch;
   let etag: string | undefined;
   let readAt = Number.NEGATIVE_INFINITY;
@@ -89,13 +105,13 @@ function urlLoader(url: string, groups: PublishedGroups, options: ServerlessOpti
       }
       if (!response.ok) {
         await response.body?.cancel();
-        throw new ConfigError([{ source: url, message: `answered ${response.status} ${response.statusText}`.trim() }]);
+        throw new ConfigError([{ source: name, message: `answered ${response.status} ${response.statusText}`.trim() }]);
       }
       const text = await response.text();
-      await groups.publish(await parseGroups(text, url), url);
+      await groups.publish(await parseGroups(text, name), name);
       etag = response.headers.get('etag') ?? undefined;
     } catch (err) {
-      groups.reportSource(err as Error);
+      groups.reportSource(err instanceof ReverstError ? err : new ConfigError([{ source: name, message: fetchFailure(err) }], { cause: err }));
     } finally {
       readAt = Date.now();
     }

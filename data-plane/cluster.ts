@@ -3,16 +3,15 @@
  * that forwards a request to a node holding the group's tunnel, and the listener that
  * receives such hops. A node alone (`memory` membership) has the membership and nothing else.
  */
-import type http from 'node:http';
 import { formatHostPort, type HostPort } from '../shared/address.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { HopClient, type HopTarget } from './hop.js';
-import { createHopListener } from './hop-listener.js';
+import { type HopListener, type HopListenerDeps, createHopListener } from './hop-listener.js';
 import { LISTENER_FLAGS, listen } from './listeners.js';
 import { createMembership, type Membership, type MembershipHealth } from './membership/index.js';
 import type { Metrics } from './metrics.js';
-import type { PublicProxy } from './proxy.js';
+import type { PublicProxy, Remote } from './proxy.js';
 import type { TunnelRegistry } from './tunnels.js';
 
 /** How long a request waits for a moving tunnel (see ProxyDeps.awaitHolder): a reconnect or hand-over takes well under this. */
@@ -27,7 +26,6 @@ export interface ClusterOptions {
   /** Where this node's hop listener binds (cluster only). */
   internalAddress?: HostPort | undefined;
   clusterSecret?: string | undefined;
-  maxHeaderSize: number;
   registry: TunnelRegistry;
   metrics: Metrics;
   logger: Logger;
@@ -44,7 +42,7 @@ export class Cluster {
   readonly #hop: HopClient | undefined;
   readonly #turns = new Map<string, number>();
   readonly #holderWaiters = new Set<() => void>();
-  #listener: http.Server | undefined;
+  #listener: HopListener | undefined;
   #address: HostPort | undefined;
 
   /** Checks the options and builds the membership; opens nothing yet. */
@@ -86,8 +84,15 @@ export class Cluster {
   }
 
   /** Where the proxy sends requests for groups held elsewhere; undefined for a node alone. */
-  get remote(): { targets(group: string): HopTarget[]; hop: HopClient } | undefined {
-    return this.#hop ? { targets: (group) => this.#targets(group), hop: this.#hop } : undefined;
+  get remote(): Remote | undefined {
+    const hop = this.#hop;
+    if (!hop) return undefined;
+    const { metrics } = this.#options;
+    return {
+      targets: (group) => this.#targets(group),
+      open: (target, group, head) => hop.open(target, group, head),
+      count: (result) => metrics.hopRequests.inc({ result }),
+    };
   }
 
   /** The hop listener's bound address (cluster only, once listening). */
@@ -120,10 +125,10 @@ export class Cluster {
   }
 
   /** Opens the hop listener (cluster only), serving hops through `proxy`. */
-  async listen(proxy: Pick<PublicProxy, 'onHopRequest' | 'onUpgrade'>, track: (res: http.ServerResponse) => void): Promise<void> {
-    const { internalAddress, clusterSecret, maxHeaderSize, metrics } = this.#options;
+  async listen(proxy: Pick<PublicProxy, 'serveHop'>, track: HopListenerDeps['track']): Promise<void> {
+    const { internalAddress, clusterSecret, metrics, logger } = this.#options;
     if (!this.clustered) return;
-    this.#listener = createHopListener({ secret: clusterSecret!, maxHeaderSize, metrics, proxy, track });
+    this.#listener = createHopListener({ secret: clusterSecret!, metrics, proxy, track, logger: logger.child({ component: 'hop' }) });
     this.#address = await listen(this.#listener, internalAddress!, LISTENER_FLAGS.internal);
   }
 

@@ -38,6 +38,10 @@ describe('reverst flags', () => {
       '-s/--http-address: expected HOST:PORT such as 127.0.0.1:7171 or [::1]:7171, got "nonsense" (see reverst -h)',
     );
     expect(() => flags([...required, '--internal-address', '::1:9001'])).toThrow(/--internal-address: put an IPv6 address in brackets, e.g. \[::1\]:9001/);
+    // Published for other nodes to dial: they would hop to themselves.
+    expect(() => flags([...required, '--internal-address', '0.0.0.0:9001'])).toThrow(
+      /--internal-address: "0.0.0.0:9001" is not an address another machine can dial/,
+    );
     expect(() => flags(required, { REVERST_TUNNEL_ADDRESS: '127.0.0.1:70000' })).toThrow(/REVERST_TUNNEL_ADDRESS: port 70000 is out of range 0-65535/);
   });
 
@@ -55,6 +59,13 @@ describe('reverst flags', () => {
     expect(() => flags([...required, '--cluster-secret', 's', '--cluster-secret-file', 'f'])).toThrow(/--cluster-secret and --cluster-secret-file conflict/);
     expect(() => flags([...required, '--membership-namespace', 'a:b'])).toThrow(/--membership-namespace: membership namespace "a:b" may only contain/);
     expect(() => flags([...required, '--keep-alive-period', '2m'])).toThrow(/--keep-alive-period must be shorter than --max-idle-timeout/);
+    expect(() => flags([...required, '-g', 'groups.yml', '--groups-cache', 'cache.json'])).toThrow(
+      '--groups-cache is for a control plane source (-g http(s)://…/v1/groups) only, not for "groups.yml" (see reverst -h)',
+    );
+    expect(() => flags([...required, '--control-plane-token-file', 't', '--groups-cache', 'c'])).toThrow(
+      /^--control-plane-token-file and --groups-cache are for a control plane source/,
+    );
+    expect(flags([...required, '-g', 'https://cp/v1/groups', '--control-plane-token-file', 't', '--groups-cache', 'c']).groupsCache).toBe('c');
   });
 });
 

@@ -1,18 +1,13 @@
-import { LISTEN, normalizeHostPort } from '../shared/address.js';
-import { groupsSourceSchemes } from '../shared/config/index.js';
+import { ADVERTISED, LISTEN, normalizeHostPort } from '../shared/address.js';
+import { GROUPS_SOURCE_FLAGS } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import { LOG_FLAG, parseCommandLine, usage as commandUsage, type CommandLine, type CommandSpec, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { MIN_UNRESPONSIVE_TIMEOUT_MS } from '../shared/quic/index.js';
+import { checkTrustedProxies } from './forwarding.js';
 import { DEFAULT_NAMESPACE, checkNamespace } from './membership/options.js';
 
 /** Checked and written canonically before anything starts: `-s nonsense` fails at once, naming the flag. */
 const listenAddress = (text: string): string => normalizeHostPort(text, LISTEN);
-
-/** `-g`'s help names only the sources this build can read. */
-const groupsHelp = (): string =>
-  `tunnel groups source: a file path or ${groupsSourceSchemes()
-    .map((scheme) => `${scheme}://…`)
-    .join(', ')}`;
 
 // The seed's flags first, with its names and defaults; then ours.
 export const NODE_FLAGS = [
@@ -29,8 +24,7 @@ export const NODE_FLAGS = [
   { long: 'server-name', short: 'n', kind: 'string', help: 'server name used to identify tunnel via TLS', required: true },
   { long: 'private-key-path', short: 'k', kind: 'string', help: 'path to TLS private key PEM file', required: true },
   { long: 'certificate-path', short: 'c', kind: 'string', help: 'path to TLS certificate PEM file', required: true },
-  { long: 'tunnel-groups', short: 'g', kind: 'string', help: groupsHelp, default: 'groups.yml' },
-  { long: 'watch-groups', short: 'w', kind: 'boolean', help: 'watch tunnel groups sources for updates' },
+  ...GROUPS_SOURCE_FLAGS,
   { long: 'management-address', kind: 'string', help: 'HTTP address for management API', parse: listenAddress },
   { long: 'max-idle-timeout', kind: 'duration', help: 'maximum time a connection can be idle', default: '1m0s' },
   { long: 'keep-alive-period', kind: 'duration', help: 'period between keep-alive events', default: '30s' },
@@ -63,7 +57,12 @@ export const NODE_FLAGS = [
     parse: checkNamespace,
   },
   { long: 'membership-ttl', kind: 'duration', help: 'how long a node that stops heartbeating stays in the route tables', default: '6s' },
-  { long: 'internal-address', kind: 'string', help: 'address other nodes forward requests to (cluster only)', parse: listenAddress },
+  {
+    long: 'internal-address',
+    kind: 'string',
+    help: 'address other nodes forward requests to, as they dial it (cluster only; not 0.0.0.0)',
+    parse: (text: string) => normalizeHostPort(text, ADVERTISED),
+  },
   {
     long: 'cluster-secret',
     kind: 'string',
@@ -81,6 +80,14 @@ export const NODE_FLAGS = [
     kind: 'string',
     value: 'PATH',
     help: 'file keeping the last config from the control plane, so a restart while it is down starts from it',
+  },
+  {
+    long: 'trusted-proxies',
+    kind: 'list',
+    value: 'CIDR,…',
+    help: 'proxies in front of the node (addresses or CIDR blocks) whose X-Forwarded-*, Forwarded and X-Real-IP are kept; for others the node sets them',
+    defaultText: 'none',
+    parse: checkTrustedProxies,
   },
 ] as const satisfies readonly FlagSpec[];
 
@@ -111,6 +118,13 @@ export function parseNodeFlags(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   if (flags.keepAlivePeriodMs >= flags.maxIdleTimeoutMs) {
     throw invalid('--keep-alive-period must be shorter than --max-idle-timeout, or idle tunnels time out between pings');
+  }
+  // Both belong to a control plane source: with any other -g they would be ignored without a word.
+  const controlPlaneOnly = [flags.controlPlaneTokenFile && '--control-plane-token-file', flags.groupsCache && '--groups-cache'].filter(Boolean);
+  if (controlPlaneOnly.length > 0 && !/^https?:\/\//i.test(flags.tunnelGroups)) {
+    throw invalid(
+      `${controlPlaneOnly.join(' and ')} ${controlPlaneOnly.length > 1 ? 'are' : 'is'} for a control plane source (-g http(s)://…/v1/groups) only, not for ${JSON.stringify(flags.tunnelGroups)}`,
+    );
   }
   return flags;
 }

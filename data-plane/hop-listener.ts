@@ -1,54 +1,277 @@
-import http from 'node:http';
-import type { Duplex } from 'node:stream';
-import { rawTextResponse, replyText } from '../shared/http.js';
-import { HOP_FROM_HEADER, HOP_GROUP_HEADER, HOP_SECRET_HEADER, secretChecker } from './hop.js';
-import type { Metrics } from './metrics.js';
-import type { PublicProxy } from './proxy.js';
-
-export interface HopListenerDeps {
-  /** Shared by the cluster's nodes; a request without it is answered 401 and goes nowhere. */
-  secret: string;
-  maxHeaderSize: number;
-  metrics: Metrics;
-  proxy: Pick<PublicProxy, 'onHopRequest' | 'onUpgrade'>;
-  /** Called for each request served, so a drain can wait for it. */
-  track(res: http.ServerResponse): void;
-}
-
-const UNAUTHORIZED = '401 Unauthorized: missing or wrong cluster secret';
-
 /**
  * The receiving end of the internal hop: requests other nodes forward here for a
- * group whose tunnel this node holds. They are served from local tunnels only.
+ * group whose tunnel this node holds, served from local tunnels only. Each
+ * connection proves the cluster secret once (constant-time) and then carries one
+ * exchange at a time in the framing of hop-wire.ts.
  */
-export function createHopListener(deps: HopListenerDeps): http.Server {
-  const { metrics, proxy } = deps;
-  const secretMatches = secretChecker(deps.secret);
-  const server = http.createServer({ maxHeaderSize: deps.maxHeaderSize }, (req, res) => {
-    if (!secretMatches(req.headers[HOP_SECRET_HEADER])) {
-      metrics.hopReceived.inc({ result: 'unauthorized' });
-      replyText(res, 401, UNAUTHORIZED);
-      return;
-    }
-    const group = req.headers[HOP_GROUP_HEADER];
-    if (typeof group !== 'string' || typeof req.headers[HOP_FROM_HEADER] !== 'string') {
-      metrics.hopReceived.inc({ result: 'bad_request' });
-      replyText(res, 400, `400 Bad Request: hop requests carry ${HOP_GROUP_HEADER} and ${HOP_FROM_HEADER}`);
-      return;
-    }
-    metrics.hopReceived.inc({ result: 'served' });
-    deps.track(res);
-    proxy.onHopRequest(req, res, group);
-  });
-  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const group = req.headers[HOP_GROUP_HEADER];
-    if (!secretMatches(req.headers[HOP_SECRET_HEADER]) || typeof group !== 'string') {
-      metrics.hopReceived.inc({ result: 'unauthorized' });
-      socket.end(rawTextResponse(401, UNAUTHORIZED));
-      return;
-    }
-    metrics.hopReceived.inc({ result: 'served' });
-    proxy.onUpgrade(req, socket, head, group);
-  });
-  return server;
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { ProtocolError } from '../shared/errors.js';
+import { type RequestHead, type ResponseHead, decodeRequestHead, encodeResponseHead, splitHead } from '../shared/heads.js';
+import type { Logger } from '../shared/log.js';
+import { secretChecker } from './hop.js';
+import { Answer, ChunkReader, HOP_MAGIC, WireReader, chunkHeader, endOfBody, shortString } from './hop-wire.js';
+import type { Metrics } from './metrics.js';
+import type { PublicProxy } from './proxy.js';
+import type { ProxyError } from './proxy-errors.js';
+import { type Visitor, relay } from './visitors.js';
+
+export interface HopListenerDeps {
+  /** Shared by the cluster's nodes; a connection without it is refused and carries nothing. */
+  secret: string;
+  metrics: Metrics;
+  proxy: Pick<PublicProxy, 'serveHop'>;
+  /** Called for each request served, so a drain can wait for it. */
+  track(request: { once(event: 'close', listener: () => void): unknown }): void;
+  logger?: Logger | undefined;
 }
+
+/** The hop's TCP listener; `closeAllConnections()` drops every hop connection (as http.Server's does). */
+export class HopListener extends net.Server {
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(deps: HopListenerDeps) {
+    super({ allowHalfOpen: true, noDelay: true });
+    const secretMatches = secretChecker(deps.secret);
+    this.on('connection', (socket: net.Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      socket.on('error', () => {});
+      new HopSession(socket, deps, secretMatches);
+    });
+  }
+
+  closeAllConnections(): void {
+    for (const socket of this.#sockets) socket.destroy();
+  }
+}
+
+export function createHopListener(deps: HopListenerDeps): HopListener {
+  return new HopListener(deps);
+}
+
+type SessionState = 'preamble' | 'request' | 'body' | 'raw' | 'busy';
+
+/** One hop connection: its preamble, then requests one after another. */
+class HopSession {
+  #state: SessionState = 'preamble';
+  readonly #reader = new WireReader();
+  #chunks = new ChunkReader();
+  #body: Readable | undefined;
+  #visitor: HopVisitor | undefined;
+  #requestDone = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly deps: HopListenerDeps,
+    private readonly secretMatches: (given: string | undefined) => boolean,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    // The sending node half-closes only an upgrade's stream; any other end means it went away.
+    socket.on('end', () => {
+      if (this.#state === 'raw') this.#body?.push(null);
+      else socket.destroy();
+    });
+    socket.on('close', () => {
+      this.#body?.destroy();
+      this.#visitor?.gone();
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    try {
+      if (this.#state === 'raw') return void this.#deliver(chunk);
+      if (this.#state === 'body') {
+        this.#bodyData(chunk);
+        return;
+      }
+      if (this.#state === 'busy') throw new ProtocolError('ERR_PROTOCOL_BAD_MESSAGE', 'hop request before the previous one finished');
+      this.#reader.push(chunk);
+      if (this.#state === 'preamble' && !this.#preamble()) return;
+      if (this.#state === 'request') this.#request();
+    } catch (error) {
+      this.deps.metrics.hopReceived.inc({ result: 'bad_request' });
+      this.deps.logger?.warn('malformed hop request: connection closed', { remote: this.socket.remoteAddress, error: (error as Error).message });
+      this.socket.destroy();
+    }
+  }
+
+  /** True once the preamble is read and the secret checked. */
+  #preamble(): boolean {
+    const r = this.#reader;
+    const start = r.checkpoint();
+    const magic = r.takeBytes(HOP_MAGIC.length);
+    if (magic && !magic.equals(HOP_MAGIC)) {
+      this.#refuse('not a reverst hop peer (expected the RVSTHOP2 preamble)');
+      return false;
+    }
+    const secret = magic && r.takeString();
+    const from = secret === undefined ? undefined : r.takeString();
+    if (from === undefined || secret === undefined) {
+      r.rollback(start);
+      return false;
+    }
+    if (!this.secretMatches(secret)) {
+      this.deps.metrics.hopReceived.inc({ result: 'unauthorized' });
+      this.deps.logger?.warn('hop connection refused: wrong cluster secret', { remote: this.socket.remoteAddress, from: from.slice(0, 64) });
+      this.#refuse('wrong cluster secret');
+      return false;
+    }
+    this.#state = 'request';
+    return true;
+  }
+
+  #refuse(reason: string): void {
+    this.#state = 'busy';
+    this.socket.end(Buffer.concat([Buffer.from([Answer.Refused]), shortString(reason)]));
+  }
+
+  #request(): void {
+    const r = this.#reader;
+    const start = r.checkpoint();
+    const group = r.takeString();
+    const frame = group === undefined ? undefined : r.takeHead(splitHead);
+    if (group === undefined || frame === undefined) {
+      r.rollback(start);
+      return;
+    }
+    this.#start(group, decodeRequestHead(splitHead(frame)!.payload), frame);
+    const rest = r.drain();
+    if (rest.length > 0) this.#onData(rest);
+  }
+
+  #start(group: string, head: RequestHead, headBytes: Buffer): void {
+    const visitor = new HopVisitor(this, head.upgrade);
+    this.#visitor = visitor;
+    this.#requestDone = !head.body && !head.upgrade;
+    this.#body = this.#requestDone ? undefined : new Readable({ read: () => void this.socket.resume() });
+    this.#chunks = new ChunkReader();
+    this.#state = head.upgrade ? 'raw' : head.body ? 'body' : 'busy';
+    this.deps.metrics.hopReceived.inc({ result: 'served' });
+    this.deps.track(visitor);
+    this.deps.proxy.serveHop({ group, head, headBytes, body: this.#body, visitor });
+  }
+
+  #deliver(data: Buffer): void {
+    if (this.#body && !this.#body.push(data)) this.socket.pause();
+  }
+
+  #bodyData(chunk: Buffer): void {
+    const after = this.#chunks.feed(chunk, (data) => this.#deliver(data));
+    if (after === undefined) return;
+    this.#body?.push(null);
+    this.#requestDone = true;
+    this.#state = 'busy';
+    if (after.length > 0) throw new ProtocolError('ERR_PROTOCOL_BAD_MESSAGE', 'hop request before the previous one finished');
+    this.#maybeNext();
+  }
+
+  /** The response went out whole. */
+  responseEnded(): void {
+    this.#visitor = undefined;
+    this.#maybeNext();
+  }
+
+  #maybeNext(): void {
+    if (!this.#requestDone || this.#visitor) return;
+    this.#body = undefined;
+    this.#state = 'request';
+    this.socket.resume();
+  }
+}
+
+/** The answer to a hop request, written back on its connection. */
+class HopVisitor extends EventEmitter implements Visitor {
+  #started = false;
+  #completed = false;
+  #closed = false;
+
+  constructor(
+    private readonly session: HopSession,
+    private readonly raw: boolean,
+  ) {
+    super();
+  }
+
+  get started(): boolean {
+    return this.#started;
+  }
+
+  get completed(): boolean {
+    return this.#completed;
+  }
+
+  onClose(done: () => void): void {
+    this.once('close', done);
+  }
+
+  respond(head: ResponseHead, rest: Buffer, far: Readable, _expectBody: boolean, fail: (error: Error) => void): void {
+    const { socket } = this.session;
+    this.#started = true;
+    // The answer, the head and what follows within this turn (often the whole body and its end) in one write.
+    socket.cork();
+    setImmediate(() => socket.uncork());
+    socket.write(Buffer.concat([ANSWER_RESPONSE, encodeResponseHead(head)]));
+    if (this.raw) {
+      relay(rest, far, socket, undefined, () => this.#complete(() => socket.end()), fail);
+      return;
+    }
+    const sink = {
+      write: (chunk: Buffer): boolean => {
+        socket.cork();
+        socket.write(chunkHeader(chunk.length));
+        const ok = socket.write(chunk);
+        socket.uncork();
+        return ok;
+      },
+      once: (event: 'drain', listener: () => void) => socket.once(event, listener),
+    };
+    relay(rest, far, sink, undefined, () => this.#complete(() => socket.write(endOfBody())), fail);
+  }
+
+  reply(error: ProxyError): void {
+    const { socket } = this.session;
+    if (this.#started || socket.destroyed) {
+      this.cut();
+      return;
+    }
+    this.#started = true;
+    if (error.noTunnelHere) {
+      this.#complete(() => socket.write(Buffer.from([Answer.NoTunnel])));
+      return;
+    }
+    const body = Buffer.from(`${error.body}\n`);
+    const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
+    for (const [name, value] of Object.entries(error.headers)) headers.push(name, value);
+    const head = encodeResponseHead({ status: error.status, reason: '', headers });
+    this.#complete(() =>
+      socket.write(Buffer.concat(this.raw ? [ANSWER_RESPONSE, head, body] : [ANSWER_RESPONSE, head, chunkHeader(body.length), body, endOfBody()])),
+    );
+    if (this.raw) socket.end();
+  }
+
+  cut(): void {
+    this.session.socket.destroy();
+  }
+
+  /** The connection closed before the response was whole. */
+  gone(): void {
+    this.#close();
+  }
+
+  #complete(write: () => void): void {
+    write();
+    this.#completed = true;
+    this.#close();
+    if (!this.raw) this.session.responseEnded();
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.emit('close');
+  }
+}
+
+const ANSWER_RESPONSE = Buffer.from([Answer.Response]);

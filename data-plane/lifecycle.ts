@@ -29,8 +29,8 @@ export class Intake {
     return this.#inFlight;
   }
 
-  /** Counts `res` until it closes. */
-  readonly track = (res: http.ServerResponse): void => {
+  /** Counts a request (a public response, or a hop exchange) until it closes. */
+  readonly track = (res: { once(event: 'close', listener: () => void): unknown }): void => {
     this.#inFlight++;
     res.once('close', () => this.#inFlight--);
   };

@@ -9,8 +9,9 @@ import type { HostPort } from '../shared/address.js';
 import { ReverstError } from '../shared/errors.js';
 import { listen, listenError } from '../shared/listen.js';
 import { rawTextResponse } from '../shared/http.js';
-import { ALPN } from '../shared/protocol.js';
+import { NODE_ALPNS } from '../shared/protocol.js';
 import { QuicServer, type QuicServerOptions } from '../shared/quic/index.js';
+import { MAX_HEADER_COUNT } from './proxy.js';
 
 // One home for "listen, or say in one line why not" (the control plane listens the same way).
 export { listen, listenError };
@@ -26,7 +27,8 @@ export const LISTENER_FLAGS = {
 /** The QUIC listener tunnels dial. */
 export async function listenTunnels(at: HostPort, options: Omit<QuicServerOptions, 'alpn' | 'host' | 'port'>): Promise<QuicServer> {
   try {
-    return await QuicServer.listen({ ...options, alpn: [ALPN], host: at.host, port: at.port });
+    // The older protocol is offered only to tell its clients to upgrade (node.ts closes them).
+    return await QuicServer.listen({ ...options, alpn: NODE_ALPNS, host: at.host, port: at.port });
   } catch (err) {
     if (err instanceof ReverstError) throw err;
     throw listenError(err, LISTENER_FLAGS.tunnel, 'UDP', at);
@@ -52,6 +54,8 @@ export function createPublicServer(
   // Node looks for timed-out request heads only this often (30 s by default).
   const connectionsCheckingInterval = Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4)));
   const server = http.createServer({ maxHeaderSize: options.maxHeaderSize, headersTimeout, connectionsCheckingInterval }, onRequest);
+  // More headers than node:http keeps would be dropped silently: the proxy refuses them (431) instead.
+  server.maxHeadersCount = MAX_HEADER_COUNT + 1;
   server.on('upgrade', onUpgrade);
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Node answers 431 for an oversized header section and 408 for a head that never completes; other parse errors get a 400.

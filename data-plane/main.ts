@@ -65,6 +65,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
       membershipTtlMs: flags.membershipTtlMs,
       internalAddress: flags.internalAddress,
       clusterSecret,
+      trustedProxies: flags.trustedProxies,
       logger,
     });
     act();

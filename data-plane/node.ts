@@ -6,16 +6,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
-import { LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
+import { ADVERTISED, LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { rateLimited } from '../shared/log-limits.js';
 import { checkKeyPair } from '../shared/pem.js';
-import { CloseCode } from '../shared/protocol.js';
+import { ALPN, CloseCode, outdatedClientClose } from '../shared/protocol.js';
 import type { QuicConnection } from '../shared/quic/index.js';
 import { redactUrl } from '../shared/redact.js';
 import { Cluster } from './cluster.js';
+import { TrustedProxies } from './forwarding.js';
 import { GroupsState } from './groups-state.js';
 import { Intake, NodeLifecycle } from './lifecycle.js';
 import { LISTENER_FLAGS, createPublicServer, listen, listenTunnels } from './listeners.js';
@@ -69,6 +70,8 @@ export interface NodeOptions {
   internalAddress?: string | undefined;
   /** Shared by every node of a cluster; the hop refuses requests without it. */
   clusterSecret?: string | undefined;
+  /** Addresses (CIDR blocks) of proxies in front of the node whose X-Forwarded-*, Forwarded and X-Real-IP are kept. */
+  trustedProxies?: string | readonly string[] | undefined;
   registrationTimeoutMs?: number | undefined;
   /** How long tunnels get, after the drain frame, to connect elsewhere before this node closes them. */
   drainDeadlineMs?: number | undefined;
@@ -95,9 +98,9 @@ export interface DataPlaneNode {
 }
 
 /** A listener's address, or a one-line error naming its flag. */
-function listenerAddress(text: string, flag: string): HostPort {
+function listenerAddress(text: string, flag: string, rules = LISTEN): HostPort {
   try {
-    return parseHostPort(text, LISTEN);
+    return parseHostPort(text, rules);
   } catch (err) {
     throw new ReverstError('ERR_INVALID_OPTION', `${flag}: ${(err as Error).message}`);
   }
@@ -112,6 +115,7 @@ interface Checked {
   registry: TunnelRegistry;
   metrics: Metrics;
   cluster: Cluster;
+  trustedProxies: TrustedProxies;
 }
 
 /** Start one data-plane node. Every option is checked before anything loads or listens. */
@@ -123,8 +127,10 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     http: listenerAddress(options.httpAddress, LISTENER_FLAGS.http),
     management: options.managementAddress ? listenerAddress(options.managementAddress, LISTENER_FLAGS.management) : undefined,
   };
-  const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal) : undefined;
+  // Published for other nodes to dial: "any address" would send their hops to themselves.
+  const internalAddress = options.internalAddress ? listenerAddress(options.internalAddress, LISTENER_FLAGS.internal, ADVERTISED) : undefined;
   checkKeyPair({ pem: options.key, name: 'key' }, { pem: options.cert, name: 'cert' });
+  const trustedProxies = TrustedProxies.parse(options.trustedProxies);
   const source =
     typeof options.groups === 'string'
       ? groupsSourceFromUrl(options.groups, { watch: options.watchGroups, token: options.controlPlaneToken, cachePath: options.groupsCache, logger: log })
@@ -138,7 +144,6 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
     ttlMs: options.membershipTtlMs,
     internalAddress,
     clusterSecret: options.clusterSecret,
-    maxHeaderSize: options.maxHeaderSize,
     registry,
     metrics,
     logger: log,
@@ -147,7 +152,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
   // What is open so far, closed again (last first) if a later step fails (a port in use, a store URL).
   const opened: Array<() => unknown> = [() => cluster.close()];
   try {
-    return await openNode(options, { nodeId, log, at, source, registry, metrics, cluster }, opened);
+    return await openNode(options, { nodeId, log, at, source, registry, metrics, cluster, trustedProxies }, opened);
   } catch (err) {
     for (const close of opened.reverse())
       await Promise.resolve()
@@ -158,7 +163,7 @@ export async function startNode(options: NodeOptions): Promise<DataPlaneNode> {
 }
 
 async function openNode(options: NodeOptions, checked: Checked, opened: Array<() => unknown>): Promise<DataPlaneNode> {
-  const { nodeId, log, at, source, registry, metrics, cluster } = checked;
+  const { nodeId, log, at, source, registry, metrics, cluster, trustedProxies } = checked;
   const groups = await GroupsState.load(source, registry, log, options.watchGroups);
   opened.push(() => groups.close());
   registry.on('change', (group: string, count: number) => metrics.activeConnections.set({ group }, count));
@@ -177,6 +182,10 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
   quic.on('connection', (conn: QuicConnection) => {
     if (intake.draining) {
       void conn.close({ code: CloseCode.ServerError, reason: 'node is draining' });
+      return;
+    }
+    if (conn.alpn !== ALPN) {
+      void conn.close(outdatedClientClose(conn.alpn));
       return;
     }
     void register(conn, {
@@ -199,6 +208,8 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     logger: log,
     requestTimeoutMs: options.requestTimeoutMs,
     maxBodySize: options.maxBodySize ?? 0,
+    maxHeaderSize: options.maxHeaderSize,
+    trustedProxies,
     remote: cluster.remote,
     awaitHolder: (group) => cluster.awaitHolder(group),
   });

@@ -1,31 +1,69 @@
-import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import { Transform, type Duplex } from 'node:stream';
-import { HOP_BY_HOP, connectionListed, declaresBody, rawTextResponse, replyText } from '../shared/http.js';
+/**
+ * Public HTTP → tunnel streams. Each visitor request is one ProxyRequest whose life
+ * has named steps: route (Host → group), open (a stream on a local tunnel the group's
+ * policy picks, else a hop to a node holding one), forward (the v2 head, then the
+ * body), relay (the response head and body back to the visitor) and one finish().
+ * Errors are ProxyErrors that know the visitor's answer; finish() sends it, clears
+ * the deadline, resets what the far side still holds and counts the request.
+ */
+import type http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Duplex, Readable } from 'node:stream';
+import { ProtocolError } from '../shared/errors.js';
+import { type RequestHead, type ResponseHead, decodeResponseHead, encodeRequestHead, readHead } from '../shared/heads.js';
 import type { Logger } from '../shared/log.js';
-import { QuicStreamResetError, type QuicStream } from '../shared/quic/index.js';
-import { StreamCode } from '../shared/protocol.js';
-import { HOP_HEADERS, HOP_NO_TUNNEL_HEADER, type HopClient, type HopTarget } from './hop.js';
+import { type Far, TunnelFar } from './far.js';
+import { TrustedProxies, visitorRequest } from './forwarding.js';
 import type { Metrics } from './metrics.js';
-import { TunnelSilentError, whenSilent, type Tunnel, type TunnelPicker } from './tunnels.js';
+import { ProxyError } from './proxy-errors.js';
+import type { Tunnel, TunnelPicker } from './tunnels.js';
+import { ResponseVisitor, SocketVisitor, type Visitor } from './visitors.js';
 
-const STREAM_CANCELLED = StreamCode.Cancelled;
+/** Headers a request may have; node:http keeps this many by default and drops the rest silently, so more is refused (431). */
+export const MAX_HEADER_COUNT = 2000;
 
-// Set by this node, never taken from a visitor: the node is the edge.
-const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']);
+/** A group served this recently is likely moving, not gone: wait for it a little. */
+const HANDOVER_WINDOW_MS = 5_000;
+
+// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+export type HopResult = 'response' | 'retry' | 'failed' | 'cancelled';
+
+export interface HopTarget {
+  id: string;
+  /** The target node's internal listener, `host:port`. */
+  address: string;
+}
+
+/** Other nodes of the cluster, for groups this node holds no tunnel for. */
+export interface Remote {
+  /** Nodes holding the group's tunnels, in the order to try them. */
+  targets(group: string): HopTarget[];
+  /** Starts an exchange with `target` for a request with `head`; rejects if the node cannot be reached. */
+  open(target: HopTarget, group: string, head: RequestHead): Promise<Far>;
+  /** Counts hop outcomes: response (a head came back), retry (failed before it began, moving on), failed, cancelled (the visitor left). */
+  count(result: HopResult): void;
+}
 
 export interface ProxyDeps {
-  /** The group serving a Host header, if any. */
+  /** The group serving a host (a Host header, or an absolute-form target's authority), if any. */
   route(host: string | undefined): string | undefined;
   picker: TunnelPicker;
   metrics: Metrics;
   logger: Logger;
-  /** Longest wait for a response head from the tunnel before answering 504. */
+  /** Longest wait for a response head before answering 504, opening a stream included. */
   requestTimeoutMs: number;
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
-  /** Other nodes that hold a group's tunnels, in the order to try them (cluster only). */
-  remote?: { targets(group: string): HopTarget[]; hop: HopClient } | undefined;
+  /**
+   * Largest header section a request may have as it leaves the node, forwarding headers
+   * included (431 above): what reaches the origin fits the same limit (0: not checked here).
+   */
+  maxHeaderSize?: number | undefined;
+  /** Visitors whose X-Forwarded-*, Forwarded and X-Real-IP are kept. */
+  trustedProxies?: TrustedProxies | undefined;
+  remote?: Remote | undefined;
   /**
    * While a tunnel moves (a client reconnecting, or following a drain to another
    * node), its group can have no holder for a moment. Resolves true once one
@@ -34,349 +72,372 @@ export interface ProxyDeps {
   awaitHolder(group: string): Promise<boolean>;
 }
 
-/** A group served this recently is likely moving, not gone: wait for it a little. */
-const HANDOVER_WINDOW_MS = 5_000;
+/** A request another node forwarded here: served from this node's tunnels only, never hopped again. */
+export interface HopRequest {
+  group: string;
+  head: RequestHead;
+  /** The head as it arrived, passed on to the tunnel as is. */
+  headBytes?: Buffer | undefined;
+  /** Body bytes (after the head), when the head says there are any. */
+  body: Readable | undefined;
+  visitor: Visitor;
+}
 
 export interface PublicProxy {
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void;
-  onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void;
-  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void;
+  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+  serveHop(request: HopRequest): void;
 }
 
-/** The data-plane's own answers: a status and a line saying which. */
-const statusLine = (status: number, message: string): string => `${status} ${http.STATUS_CODES[status] ?? ''}: ${message}`;
-
-/** Answers the visitor from the data-plane itself. */
-function reply(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  replyText(res, status, statusLine(status, message), headers);
+interface Routed {
+  group: string;
+  head: RequestHead;
+  headBytes: Buffer;
+  requestId: string;
 }
 
-/** Raw headers (name, value, name, value…) less those `drop` names (given in lower case). */
-function filterHeaders(raw: string[], drop: (name: string) => boolean): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) if (!drop(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
-  return out;
+interface Context {
+  readonly deps: ProxyDeps;
+  readonly log: Logger;
+  /** When each group last answered, for the hand-over wait. */
+  readonly lastServed: Map<string, number>;
 }
 
-/**
- * Hop-by-hop headers stop here, but for Upgrade on a real upgrade and
- * Transfer-Encoding, which node:http's client then re-frames the same way.
- */
-const SCOPED = new Set([...HOP_BY_HOP].filter((name) => name !== 'transfer-encoding'));
-const SCOPED_UPGRADE = new Set([...SCOPED].filter((name) => name !== 'upgrade'));
+/** A visitor's request from the moment it arrives until finish(). */
+class ProxyRequest {
+  readonly #ctx: Context;
+  readonly #visitor: Visitor;
+  readonly #group: string;
+  readonly #head: RequestHead;
+  /** The head as sent, encoded once for every attempt. */
+  readonly #headBytes: Buffer;
+  readonly #requestId: string;
+  readonly #body: Readable | undefined;
+  /** Bytes node:http read past an upgrade request's head: the first of its stream. */
+  readonly #early: Buffer;
+  /** Only a request from a visitor may go to another node; one from the hop may not go on. */
+  readonly #mayHop: boolean;
+  readonly #started = performance.now();
+  readonly #tried = new Set<Tunnel>();
+  #targets: HopTarget[] | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+  #far: Far | undefined;
+  /** The current hop's outcome went into the metrics. */
+  #hopCounted = false;
+  #stopBody: (() => void) | undefined;
+  #bodyBytes = 0;
+  #response: ResponseHead | undefined;
+  /** Why the last far side failed, for the answer when none is left to try. */
+  #failure: ProxyError | undefined;
+  #finished = false;
 
-/** Request headers as sent down the tunnel: hop-by-hop removed, forwarding headers added. */
-function forwardHeaders(req: http.IncomingMessage, requestId: string, upgrade: boolean): string[] {
-  const listed = connectionListed(req.headers.connection);
-  if (upgrade) listed?.delete('upgrade');
-  const scoped = upgrade ? SCOPED_UPGRADE : SCOPED;
-  const out = filterHeaders(req.rawHeaders, (name) => scoped.has(name) || listed?.has(name) === true || FORWARDING.has(name) || HOP_HEADERS.has(name));
-  const visitor = req.socket.remoteAddress ?? '';
-  const prior = req.headers['x-forwarded-for'];
-  out.push('X-Forwarded-For', prior ? `${String(prior)}, ${visitor}` : visitor);
-  if (req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
-  out.push('X-Forwarded-Proto', 'http');
-  out.push('X-Request-Id', requestId);
-  // One request per stream: the client's HTTP server ends the stream after the response.
-  out.push('Connection', upgrade ? 'Upgrade' : 'close');
-  return out;
-}
+  constructor(ctx: Context, visitor: Visitor, routed: Routed, body: Readable | undefined, early: Buffer, mayHop: boolean) {
+    this.#ctx = ctx;
+    this.#visitor = visitor;
+    this.#group = routed.group;
+    this.#head = routed.head;
+    this.#headBytes = routed.headBytes;
+    this.#requestId = routed.requestId;
+    this.#body = body;
+    this.#early = early;
+    this.#mayHop = mayHop;
+  }
 
-/** A forwarded request's headers as the first node set them, less the hop's own. */
-function hopHeaders(req: http.IncomingMessage, upgrade = false): string[] {
-  const scoped = upgrade ? SCOPED_UPGRADE : SCOPED;
-  const out = filterHeaders(req.rawHeaders, (name) => scoped.has(name) || HOP_HEADERS.has(name));
-  out.push('Connection', upgrade ? 'Upgrade' : 'close');
-  return out;
-}
+  start(): void {
+    this.#visitor.onClose(() => this.finish());
+    const limit = this.#ctx.deps.maxBodySize;
+    const declared = Number(headerValue(this.#head.headers, 'content-length') ?? 0);
+    if (limit > 0 && !this.#head.upgrade && declared > limit) {
+      this.finish(ProxyError.bodyTooLarge(limit));
+      return;
+    }
+    // One deadline up to the response head, waiting for a tunnel's stream credit included.
+    this.#deadline = setTimeout(() => this.finish(ProxyError.timeout(this.#ctx.deps.requestTimeoutMs, this.#requestId)), this.#ctx.deps.requestTimeoutMs);
+    this.#run().catch((error: unknown) => this.finish(error));
+  }
 
-/** node:http frames the visitor's response itself. */
-const responseHeaders = (raw: string[]): string[] => filterHeaders(raw, (name) => HOP_BY_HOP.has(name));
-
-// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/**
- * Whether a request whose tunnel failed before responding may be sent again: never
- * once body bytes were read; otherwise when repeating it is harmless, or when the
- * client refused the stream unprocessed (it is leaving the node).
- */
-function retrySafe(req: http.IncomingMessage, stream: QuicStream, err: Error): boolean {
-  if (req.readableDidRead) return false;
-  if (IDEMPOTENT.has(req.method ?? '')) return true;
-  return !stream.created || (err instanceof QuicStreamResetError && err.resetCode === StreamCode.Refused);
-}
-
-/** Passes a body through until it exceeds `limit` bytes, then calls `onExceeded` once. */
-function bodyLimit(limit: number, onExceeded: () => void): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > limit) {
-        onExceeded();
-        cb();
-      } else cb(null, chunk);
-    },
-  });
-}
-
-/**
- * Public HTTP → tunnel streams. Each visitor request gets a new stream on a
- * tunnel picked by the group's policy and is written on it as HTTP/1.1; bodies
- * stream both ways. A tunnel that fails before the response began is skipped
- * and the request retried on the next one while no body byte has gone out.
- */
-export function createProxy(deps: ProxyDeps): PublicProxy {
-  const log = deps.logger.child({ component: 'proxy' });
-  const lastServed = new Map<string, number>();
-
-  async function openOn(group: string, tried: Set<Tunnel>): Promise<{ tunnel: Tunnel; stream: QuicStream } | undefined> {
+  /** open → forward → relay, moving to the next tunnel or node while that is safe. */
+  async #run(): Promise<void> {
+    let waited = false;
     for (;;) {
-      const tunnel = deps.picker.pick(group, tried);
-      if (!tunnel) return undefined;
-      tried.add(tunnel);
+      const far = await this.#open();
+      if (this.#finished) return far?.abandon();
+      if (!far) {
+        if (!waited && this.#mayWaitForHolder()) {
+          waited = true;
+          if ((await this.#ctx.deps.awaitHolder(this.#group)) && !this.#finished) {
+            this.#tried.clear();
+            this.#targets = undefined;
+            continue;
+          }
+          if (this.#finished) return;
+        }
+        // A request from the hop that nothing here could take goes back to the node that sent it, which may know another.
+        if (!this.#mayHop && this.#bodyBytes === 0) throw ProxyError.noTunnelHere(this.#group);
+        throw this.#failure ?? ProxyError.noTunnel(this.#group);
+      }
+      try {
+        await this.#exchange(far);
+        return;
+      } catch (error) {
+        far.abandon();
+        this.#stopBody?.();
+        if (this.#finished) return;
+        // A far side that refused the request unprocessed is no failure of it: like finding no tunnel.
+        if (!far.unprocessed(error)) this.#failure = this.#explain(far, error);
+        const retry = this.#mayRetry(far, error);
+        this.#countHop(retry ? 'retry' : 'failed');
+        if (!retry) throw this.#explain(far, error);
+        this.#ctx.log.debug('far side failed before responding, trying the next', {
+          group: this.#group,
+          far: far.label,
+          error: String(error),
+          requestId: this.#requestId,
+        });
+      }
+    }
+  }
+
+  /** The next tunnel of the group on this node, else the next node holding it; undefined when none is left. */
+  async #open(): Promise<Far | undefined> {
+    const { deps, log } = this.#ctx;
+    for (let tunnel = deps.picker.pick(this.#group, this.#tried); tunnel; tunnel = deps.picker.pick(this.#group, this.#tried)) {
+      this.#tried.add(tunnel);
       try {
         const stream = await tunnel.connection.openStream();
-        tunnel.inFlight++;
-        stream.once('close', () => tunnel.inFlight--);
-        stream.on('error', () => {}); // reported through the HTTP layer
-        return { tunnel, stream };
-      } catch (err) {
-        log.debug('tunnel unusable, trying the next', { group, tunnel: tunnel.id, error: (err as Error).message });
+        return new TunnelFar(tunnel, stream);
+      } catch (error) {
+        log.debug('tunnel unusable, trying the next', { group: this.#group, tunnel: tunnel.id, error: (error as Error).message });
       }
     }
-  }
-
-  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    const group = deps.route(req.headers.host);
-    if (!group) {
-      reply(res, 404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
-      return;
-    }
-    serve(req, res, group, requestId, forwardHeaders(req, requestId, false), true);
-  }
-
-  /**
-   * A request another node forwarded (already authenticated by the hop
-   * listener): served from this node's own tunnels only, never hopped again,
-   * its forwarding headers kept as the first node set them.
-   */
-  function onHopRequest(req: http.IncomingMessage, res: http.ServerResponse, group: string): void {
-    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    serve(req, res, group, requestId, hopHeaders(req), false);
-  }
-
-  function serve(req: http.IncomingMessage, res: http.ServerResponse, group: string, requestId: string, headers: string[], mayHop: boolean): void {
-    const started = performance.now();
-    res.once('close', () => deps.metrics.proxyRequests.inc({ group, code: String(res.statusCode) }));
-    const limit = deps.maxBodySize;
-    if (limit > 0 && Number(req.headers['content-length'] ?? 0) > limit) {
-      reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
-      return;
-    }
-
-    const tried = new Set<Tunnel>();
-    const withBody = declaresBody(req);
-    // Set once the visitor is gone or we have answered: nothing more goes to a tunnel.
-    let ended = false;
-    let current: { stream: QuicStream; upstream: http.ClientRequest; limited?: Transform } | undefined;
-    // Only a node in a cluster hops; standalone requests skip the controller.
-    const hopAbort = deps.remote ? new AbortController() : undefined;
-    const abandon = (): void => {
-      hopAbort?.abort();
-      req.unpipe();
-      current?.limited?.destroy();
-      current?.upstream.destroy();
-      // Give the tunnel its stream credit back at once.
-      current?.stream.reset(STREAM_CANCELLED);
-    };
-    // The visitor went away before the response was complete.
-    let left = false;
-    res.once('close', () => {
-      clearTimeout(deadline);
-      if (res.writableFinished) return;
-      ended = left = true;
-      abandon();
-    });
-    // One deadline up to the response head, waiting for a tunnel's stream credit included.
-    const deadline = setTimeout(() => {
-      if (res.headersSent) return;
-      ended = true;
-      abandon();
-      reply(res, 504, `no response from the tunnel within ${deps.requestTimeoutMs} ms (request ${requestId})`);
-    }, deps.requestTimeoutMs);
-
-    // Local tunnels first; then, when none could take it, the other nodes holding the group.
-    let waited = false;
-    const attempt = async (): Promise<void> => {
-      const opened = await openOn(group, tried);
-      if (ended) {
-        opened?.stream.reset(STREAM_CANCELLED);
-        return;
+    const remote = deps.remote;
+    if (!this.#mayHop || !remote) return undefined;
+    this.#targets ??= remote.targets(this.#group);
+    for (let target = this.#targets.shift(); target && !this.#finished; target = this.#targets.shift()) {
+      try {
+        return await remote.open(target, this.#group, this.#head);
+      } catch (error) {
+        remote.count('retry');
+        log.debug('node unreachable, trying the next', { group: this.#group, node: target.id, error: (error as Error).message });
       }
-      if (!opened) {
-        if (mayHop && deps.remote && (await hop())) return;
-        const recentlyServed = performance.now() - (lastServed.get(group) ?? -Infinity) < HANDOVER_WINDOW_MS;
-        if (mayHop && !waited && recentlyServed && !req.readableDidRead) {
-          waited = true;
-          if ((await deps.awaitHolder(group)) && !ended) {
-            tried.clear();
-            return attempt();
+    }
+    return undefined;
+  }
+
+  /** forward, then relay: the head and body out; resolves once the response head went on to the visitor. */
+  #exchange(far: Far): Promise<void> {
+    this.#far = far;
+    this.#hopCounted = false;
+    const { stream } = far;
+    // A client that goes silent before this request reached it: while the request may be sent again
+    // and another tunnel answers, take it there instead of waiting for this one to be dropped.
+    if (far instanceof TunnelFar) {
+      const { picker } = this.#ctx.deps;
+      far.whenSilent(performance.now(), (silent) => {
+        if (!this.#finished && this.#mayRetry(far, silent) && picker.hasAnswering(this.#group, this.#tried)) stream.destroy(silent);
+      });
+    }
+    stream.write(this.#headBytes);
+    if (this.#head.body || this.#head.upgrade) this.#sendBody(stream);
+    else stream.end();
+    return new Promise((resolve, reject) =>
+      readHead(
+        stream,
+        decodeResponseHead,
+        ({ head, rest }) => {
+          try {
+            this.#relay(far, head, rest);
+            resolve();
+          } catch (error) {
+            reject(error);
           }
-        }
-        if (ended) return;
-        clearTimeout(deadline);
-        if (!mayHop && !req.readableDidRead) {
-          // The node that sent this may know another node for the group: let it retry there.
-          reply(res, 503, `no tunnel for group "${group}" on this node could take the request (forwarded requests are not forwarded again)`, {
-            [HOP_NO_TUNNEL_HEADER]: '1',
-          });
-        } else if (tried.size === 0) reply(res, 503, `no tunnel is registered for group "${group}"`, { 'retry-after': '1' });
-        else reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
+        },
+        reject,
+      ),
+    );
+  }
+
+  /** relay: runs as the response head is read, before the stream moves on (a FIN may come with the head). */
+  #relay(far: Far, head: ResponseHead, rest: Buffer): void {
+    if (this.#finished) return;
+    clearTimeout(this.#deadline);
+    if (far instanceof TunnelFar) far.unwatch();
+    this.#countHop('response');
+    this.#response = head;
+    this.#ctx.lastServed.set(this.#group, performance.now());
+    this.#ctx.deps.metrics.proxyLatency.observe({ group: this.#group }, (performance.now() - this.#started) / 1000);
+    // From here a failure of the far side cuts the response: it cannot be answered any more.
+    // A stream can also close without an error (its connection closed from this side).
+    far.stream.on('error', (error: Error) => this.finish(error));
+    far.stream.once('close', () => {
+      if (!far.stream.readableEnded) this.finish(new Error(`${far.label} closed before the response ended`));
+    });
+    const expectBody = this.#head.method !== 'HEAD' && head.status !== 204 && head.status !== 304;
+    try {
+      this.#visitor.respond(head, rest, far.stream, expectBody, (error) => this.finish(error));
+    } catch (error) {
+      // node:http refuses some heads it would parse (a status it cannot write): nothing went out yet.
+      throw ProxyError.badResponse(this.#requestId, error);
+    }
+  }
+
+  /** The body, or an upgrade's early bytes and stream, to the far side: a pipe that counts and stops at the limit. */
+  #sendBody(to: Duplex): void {
+    const body = this.#body;
+    const limit = this.#head.upgrade ? 0 : this.#ctx.deps.maxBodySize;
+    const onData = (chunk: Buffer): void => {
+      this.#bodyBytes += chunk.length;
+      if (limit > 0 && this.#bodyBytes > limit) {
+        this.finish(ProxyError.bodyTooLarge(limit));
         return;
       }
-      const { tunnel, stream } = opened;
-      const sentAt = performance.now();
-      const upstream = http.request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => stream });
-      current = { stream, upstream };
-      // A client that went silent before this request reached it: when the request may be sent again,
-      // take it to another tunnel (the 'error' handler below retries it) instead of waiting for this one's drop.
-      const unwatch = whenSilent(tunnel, sentAt, () => {
-        const silent = new TunnelSilentError(tunnel.id);
-        if (!ended && !res.headersSent && retrySafe(req, stream, silent) && deps.picker.hasAnswering(group, tried)) upstream.destroy(silent);
-      });
-      upstream.once('close', unwatch);
-
-      upstream.once('response', (up) => {
-        unwatch();
-        clearTimeout(deadline);
-        lastServed.set(group, performance.now());
-        deps.metrics.proxyLatency.observe({ group }, (performance.now() - started) / 1000);
-        try {
-          res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders));
-        } catch (err) {
-          // node:http parses heads that it then refuses to write (a status of 099, a control byte).
-          stream.destroy();
-          reply(res, 502, `the tunnel sent a response head that cannot be forwarded: ${(err as Error).message}`);
-          return;
-        }
-        up.pipe(res);
-        // The response is complete by its own framing: the stream has nothing more to give.
-        up.once('end', () => stream.destroy());
-        up.once('error', () => res.destroy());
-      });
-      upstream.once('error', (err) => {
-        req.unpipe();
-        current?.limited?.destroy();
-        stream.destroy();
-        if (ended || res.headersSent) {
-          res.destroy();
-          return;
-        }
-        if (retrySafe(req, stream, err)) {
-          log.debug('tunnel failed before responding, retrying', { group, tunnel: tunnel.id, error: err.message, requestId });
-          void attempt().catch(fail);
-          return;
-        }
-        clearTimeout(deadline);
-        reply(res, 502, `the tunnel failed before the response began (request ${requestId})`);
-      });
-      // FIN right after the request: the client's server then ends after its response.
-      upstream.once('finish', () => stream.end());
-
-      if (!withBody) upstream.end();
-      else if (limit > 0 && req.headers['content-length'] === undefined) {
-        const limited = bodyLimit(limit, () => {
-          ended = true;
-          clearTimeout(deadline);
-          abandon();
-          reply(res, 413, `the request body is over the limit of ${limit} bytes`, { connection: 'close' });
-        });
-        current.limited = limited;
-        req.pipe(limited).pipe(upstream);
-      } else req.pipe(upstream);
+      if (!to.write(chunk)) body?.pause();
     };
-
-    const fail = (err: Error): void => {
-      log.error('proxy failure', { group, error: err.message, requestId });
-      clearTimeout(deadline);
-      reply(res, 502, `proxy error (request ${requestId})`);
+    if (this.#early.length > 0) onData(this.#early);
+    // An empty body may have ended during an earlier attempt.
+    if (!body || body.readableEnded) return void to.end();
+    const onDrain = (): void => void body.resume();
+    const onEnd = (): void => void to.end();
+    body.on('data', onData).once('end', onEnd);
+    to.on('drain', onDrain);
+    body.resume();
+    this.#stopBody = () => {
+      body.off('data', onData).off('end', onEnd).pause();
+      to.off('drain', onDrain);
     };
+  }
 
-    /** Forward to another node; false when no node could take the request before it began. */
-    const hop = async (): Promise<boolean> => {
-      const remote = deps.remote!;
-      for (const target of remote.targets(group)) {
-        if (ended) return true;
-        const result = await remote.hop.forward(target, group, req, headers, res, withBody, deps.requestTimeoutMs, hopAbort!.signal);
-        // A hop aborted because the visitor left (or the deadline passed) reports 'retry': count what happened.
-        deps.metrics.hopRequests.inc({ result: left ? 'cancelled' : ended ? 'failed' : result.kind });
-        if (result.kind === 'response') {
-          clearTimeout(deadline);
-          lastServed.set(group, performance.now());
-          return true;
-        }
-        if (ended) return true;
-        if (result.kind === 'failed') {
-          clearTimeout(deadline);
-          reply(res, 502, `the node holding the tunnel failed while the request was being sent (request ${requestId})`);
-          return true;
-        }
-        log.debug('hop failed before responding, trying the next node', { group, target: target.id, error: result.error.message, requestId });
-      }
-      return false;
-    };
+  /** The one place that decides whether a failed attempt may go to another tunnel or node. */
+  #mayRetry(far: Far, error: unknown): boolean {
+    if (this.#bodyBytes > 0 || this.#early.length > 0 || this.#visitor.started) return false;
+    return IDEMPOTENT.has(this.#head.method) || far.unprocessed(error);
+  }
 
-    void attempt().catch(fail);
+  /** One count per hop attempt, whatever ends it. */
+  #countHop(result: HopResult): void {
+    if (this.#far?.kind !== 'hop' || this.#hopCounted) return;
+    this.#hopCounted = true;
+    this.#ctx.deps.remote?.count(result);
+  }
+
+  #mayWaitForHolder(): boolean {
+    const served = this.#ctx.lastServed.get(this.#group);
+    return this.#mayHop && this.#bodyBytes === 0 && served !== undefined && performance.now() - served < HANDOVER_WINDOW_MS;
+  }
+
+  #explain(far: Far, error: unknown): ProxyError {
+    if (error instanceof ProxyError) return error;
+    if (error instanceof ProtocolError && error.code === 'ERR_PROTOCOL_BAD_HEAD') return ProxyError.badResponse(this.#requestId, error);
+    return far.kind === 'hop' ? ProxyError.hopFailed(this.#requestId, error) : ProxyError.tunnelFailed(this.#requestId, error);
   }
 
   /**
-   * An Upgrade (WebSocket) request: once a tunnel stream (or, with no local
-   * tunnel, a hop connection to a node holding one) is open, both sides become a
-   * raw pipe, the far side's 101 included. `hopGroup` marks a request another
-   * node forwarded: served from local tunnels only.
+   * The end of the request, whatever ended it: the response went out whole (no
+   * error), the visitor left, or a step failed (its ProxyError is the answer, if
+   * one can still be given; otherwise the response is cut).
    */
-  function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, hopGroup?: string): void {
-    socket.on('error', () => {});
-    const rawReply = (status: number, message: string): void => void socket.end(rawTextResponse(status, statusLine(status, message)));
-    const group = hopGroup ?? deps.route(req.headers.host);
-    if (!group) {
-      rawReply(404, `unknown host: no tunnel group serves "${req.headers.host ?? ''}"`);
-      return;
+  finish(error?: unknown): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#deadline);
+    this.#stopBody?.();
+    if (this.#far instanceof TunnelFar) this.#far.unwatch();
+    // A hop still waiting for its answer: the visitor left (cancelled), or time ran out or it broke (failed).
+    this.#countHop(error === undefined && !this.#visitor.completed ? 'cancelled' : 'failed');
+    // Whatever of the body is left is read and dropped, so a keep-alive connection can carry the next request.
+    if (this.#body && !this.#body.readableEnded) this.#body.resume();
+    const visitor = this.#visitor;
+    const far = this.#far;
+    let code: number;
+    if (error === undefined && visitor.completed) {
+      // The response is whole; a request body still going out (the far side answered early) stops here.
+      if (far && !far.stream.writableEnded) far.abandon();
+      code = this.#response?.status ?? 0;
+    } else {
+      far?.abandon();
+      if (error === undefined) {
+        // The visitor left (499, as nginx counts it, when no answer had begun).
+        code = visitor.started ? (this.#response?.status ?? 0) : 499;
+        visitor.cut();
+      } else if (visitor.started) {
+        this.#ctx.log.debug('response cut', { group: this.#group, error: String(error), requestId: this.#requestId });
+        code = this.#response?.status ?? 0;
+        visitor.cut();
+      } else {
+        const answer = error instanceof ProxyError ? error : ProxyError.internal(this.#requestId, error);
+        if (!(error instanceof ProxyError)) this.#ctx.log.error('proxy failure', { group: this.#group, error: String(error), requestId: this.#requestId });
+        code = answer.status;
+        visitor.reply(answer);
+      }
     }
-    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    const headers = hopGroup ? hopHeaders(req, true) : forwardHeaders(req, requestId, true);
-    const splice = (far: Duplex, extra: string[] = []): void => {
-      let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
-      for (const list of [headers, extra]) for (let i = 0; i < list.length; i += 2) text += `${list[i]}: ${list[i + 1]}\r\n`;
-      far.write(`${text}\r\n`);
-      if (head.length > 0) far.write(head);
-      far.pipe(socket);
-      socket.pipe(far);
-      socket.once('close', () => far.destroy());
-      far.once('close', () => socket.destroy());
-      deps.metrics.proxyRequests.inc({ group, code: '101' });
-    };
-    void (async () => {
-      const opened = await openOn(group, new Set());
-      if (opened) {
-        if (socket.destroyed) return opened.stream.reset(STREAM_CANCELLED);
-        return splice(opened.stream);
-      }
-      for (const target of hopGroup || !deps.remote ? [] : deps.remote.targets(group)) {
-        const conn = await deps.remote!.hop.connectRaw(target).catch(() => undefined);
-        if (!conn) continue;
-        if (socket.destroyed) return conn.destroy();
-        return splice(conn, deps.remote!.hop.markers(group));
-      }
-      rawReply(503, `no tunnel is registered for group "${group}"`);
-    })().catch((err: Error) => {
-      log.error('upgrade failure', { group, error: err.message, requestId });
-      socket.destroy();
-    });
+    this.#ctx.deps.metrics.proxyRequests.inc({ group: this.#group, code: String(code) });
   }
-
-  return { onRequest, onHopRequest, onUpgrade };
 }
+
+/** The head's size written as HTTP/1.1 (request line, Host, fields, blank line): what the origin's parser will count. */
+function sectionSize(head: RequestHead): number {
+  let size = head.method.length + head.target.length + 13 + 8 + head.authority.length;
+  for (let i = 0; i < head.headers.length; i += 2) size += head.headers[i]!.length + head.headers[i + 1]!.length + 4;
+  return size;
+}
+
+function headerValue(headers: string[], lower: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === lower) return headers[i + 1];
+  return undefined;
+}
+
+export function createProxy(deps: ProxyDeps): PublicProxy {
+  const ctx: Context = { deps, log: deps.logger.child({ component: 'proxy' }), lastServed: new Map() };
+  const trusted = deps.trustedProxies ?? TrustedProxies.none;
+
+  /** route: the visitor's request as a v2 head, and the group serving its host. */
+  const route = (req: http.IncomingMessage, visitor: Visitor, upgrade: boolean): Routed | undefined => {
+    try {
+      if (req.rawHeaders.length > 2 * MAX_HEADER_COUNT) throw ProxyError.headersTooLarge(`more than ${MAX_HEADER_COUNT} headers`);
+      const { head, requestId } = visitorRequest(req, upgrade, trusted);
+      const group = deps.route(head.authority);
+      if (!group) throw ProxyError.unknownHost(head.authority);
+      const limit = deps.maxHeaderSize ?? 0;
+      if (limit > 0 && sectionSize(head) > limit) throw ProxyError.headersTooLarge(`over ${limit} bytes with the forwarding headers the node adds`);
+      return { group, head, headBytes: encode(head), requestId };
+    } catch (error) {
+      const answer = error instanceof ProxyError ? error : ProxyError.badRequest(String(error));
+      deps.metrics.proxyRequests.inc({ group: '', code: String(answer.status) });
+      visitor.reply(answer);
+      return undefined;
+    }
+  };
+
+  return {
+    onRequest(req, res) {
+      const visitor = new ResponseVisitor(res);
+      const routed = route(req, visitor, false);
+      if (routed) new ProxyRequest(ctx, visitor, routed, routed.head.body ? req : undefined, EMPTY, true).start();
+    },
+
+    onUpgrade(req, socket, early) {
+      // A visitor who resets the connection must not take the node down.
+      socket.on('error', () => {});
+      const visitor = new SocketVisitor(socket);
+      const routed = route(req, visitor, true);
+      if (routed) new ProxyRequest(ctx, visitor, routed, socket, early, true).start();
+    },
+
+    serveHop({ group, head, headBytes, body, visitor }) {
+      const requestId = headerValue(head.headers, 'x-request-id') ?? '-';
+      new ProxyRequest(ctx, visitor, { group, head, headBytes: headBytes ?? encodeRequestHead(head), requestId }, body, EMPTY, false).start();
+    },
+  };
+}
+
+/** A head that cannot be sent is the visitor's doing: too large (431) or not HTTP that can travel (400). */
+function encode(head: RequestHead): Buffer {
+  try {
+    return encodeRequestHead(head);
+  } catch (error) {
+    const message = (error as Error).message;
+    throw /limit/.test(message) ? ProxyError.headersTooLarge(message) : ProxyError.badRequest(message);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LISTEN, formatHostPort, normalizeHostPort, parseHostPort } from './address.js';
+import { ReverstError } from './errors.js';
+import { ADVERTISED, LISTEN, formatHostPort, normalizeHostPort, parseHostPort } from './address.js';
 
 describe('parseHostPort', () => {
   it.each([
@@ -37,6 +38,15 @@ describe('parseHostPort', () => {
   it('refuses port 0 for an address to dial even where a listener would take it', () => {
     expect(() => parseHostPort('127.0.0.1:0')).toThrow(/out of range 1-65535/);
     expect(() => parseHostPort('127.0.0.1:65536', LISTEN)).toThrow(/out of range 0-65535/);
+  });
+
+  it('refuses "any address" where others dial what is given, and takes a port the system picks', () => {
+    for (const text of ['0.0.0.0:9000', '[::]:9000', '[0:0::0]:9000', ':9000']) expect(() => parseHostPort(text, ADVERTISED)).toThrow(ReverstError);
+    expect(() => parseHostPort('0.0.0.0:9000', ADVERTISED)).toThrow(
+      `"0.0.0.0:9000" is not an address another machine can dial: give this machine's own address (its IP or host name)`,
+    );
+    expect(parseHostPort('10.1.2.3:0', ADVERTISED)).toEqual({ host: '10.1.2.3', port: 0 });
+    expect(parseHostPort('[fd00::1]:9000', ADVERTISED)).toEqual({ host: 'fd00::1', port: 9000 });
   });
 });
 

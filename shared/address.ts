@@ -16,6 +16,8 @@ export interface AddressRules {
   allowPortZero?: boolean | undefined;
   /** The host for `:8181`; without it a host is required. */
   defaultHost?: string | undefined;
+  /** Refuse 0.0.0.0 and `::`: the address is published for others to dial, and they cannot dial "any". */
+  reachable?: boolean | undefined;
 }
 
 /** Where listeners bind when given `:port`, as the seed's Go listeners do. */
@@ -23,6 +25,9 @@ export const ANY_HOST = '0.0.0.0';
 
 /** Rules for an address this process listens on. */
 export const LISTEN: AddressRules = { allowPortZero: true, defaultHost: ANY_HOST };
+
+/** Rules for an address this process listens on and publishes for other nodes to dial (the hop's). */
+export const ADVERTISED: AddressRules = { allowPortZero: true, reachable: true };
 
 // A host name or IPv4 literal: no whitespace, no separators a URL would read differently.
 const HOST = /^[^\s/?#@[\]:]+$/;
@@ -49,11 +54,19 @@ export function parseHostPort(text: string, rules: AddressRules = {}): HostPort 
   } else if (!HOST.test(host)) {
     throw invalid(expected);
   }
+  if (rules.reachable && isUnspecified(host)) {
+    throw invalid(`${JSON.stringify(text)} is not an address another machine can dial: give this machine's own address (its IP or host name)`);
+  }
   if (!/^\d{1,5}$/.test(portText)) throw invalid(expected);
   const port = Number(portText);
   const lowest = rules.allowPortZero ? 0 : 1;
   if (port < lowest || port > 65535) throw invalid(`port ${port} is out of range ${lowest}-65535 in ${JSON.stringify(text)}`);
   return { host, port };
+}
+
+/** 0.0.0.0 or `::` (however written): "any address", to listen on but not to dial. */
+function isUnspecified(host: string): boolean {
+  return host === ANY_HOST || (isIPv6(host) && /^[0:]+$/.test(host));
 }
 
 /** `host:port`, with an IPv6 host in brackets. */

@@ -52,11 +52,18 @@ describe('every error class', async () => {
   const classes = await exportedErrorClasses();
   const quic = await import('./quic/index.js');
   const tunnels = await import('../data-plane/tunnels.js');
+  const hop = await import('../data-plane/hop.js');
+  const { ProxyError } = await import('../data-plane/proxy-errors.js');
+  const { LengthMismatchError } = await import('../data-plane/visitors.js');
   const config = await import('./config/index.js');
   const k8s = await import('./config/k8s-ref.js');
   Object.assign(SAMPLES, {
     KubernetesError: () => new k8s.KubernetesError('ERR_K8S_NOT_FOUND', 'k8s://secret/ns/name/key: Secret "name" not found in namespace "ns"'),
     ControlPlaneError: () => new config.ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', 'control plane http://cp/v1/groups unreachable'),
+    ProxyError: () => ProxyError.noTunnel('g'),
+    HopRefusedError: () => new hop.HopRefusedError('node-1', 'wrong cluster secret'),
+    HopNoTunnelError: () => new hop.HopNoTunnelError('node-1'),
+    LengthMismatchError: () => new LengthMismatchError('the response body ended 3 bytes short of its Content-Length'),
     TunnelSilentError: () => new tunnels.TunnelSilentError('node-1'),
     ProtocolError: () => new (classes.get('ProtocolError') as new (code: 'ERR_PROTOCOL_TIMEOUT', message: string) => Error)('ERR_PROTOCOL_TIMEOUT', 'slow'),
     QuicError: () => new quic.QuicError('ERR_QUIC_PROTOCOL', 'broken'),

@@ -1,8 +1,8 @@
 // HTTP/1.1 facts the client and the data-plane both rely on.
-import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 
 /** RFC 9110 §7.6.1 and RFC 9112: these describe one connection (here, one tunnel stream or hop), so they stop at each hop. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = [
+const HOP_BY_HOP_HEADERS: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -16,23 +16,6 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
 
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
 
-/** The header names a Connection header lists (they are hop-by-hop too), lower case; undefined without one. */
-export function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
-  if (connection === undefined) return undefined;
-  const names = new Set<string>();
-  for (const name of String(connection).split(',')) {
-    const n = name.trim().toLowerCase();
-    if (n) names.add(n);
-  }
-  return names;
-}
-
-/** HTTP/1.1 framing: a request has a body only if its headers say so (RFC 9112 §6.3). */
-export function declaresBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
-
 /** A short plain-text answer if one can still be given; a response already under way is cut instead. */
 export function replyText(res: ServerResponse, status: number, text: string, headers: OutgoingHttpHeaders = {}): void {
   if (res.destroyed) return;
@@ -45,8 +28,21 @@ export function replyText(res: ServerResponse, status: number, text: string, hea
   res.end(body);
 }
 
+/**
+ * An HTTP/1.1 response head as text, for a socket that left node:http (an upgrade, a
+ * parse error): the one place that writes a head by hand. `headers` is flat.
+ */
+export function responseHeadText(status: number, reason: string, headers: readonly string[]): string {
+  let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || ''}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}
+
 /** The same answer as raw bytes, for a socket that left HTTP (an upgrade, a parse error); it closes the connection. */
-export function rawTextResponse(status: number, text: string): string {
+export function rawTextResponse(status: number, text: string, extra: Readonly<Record<string, string>> = {}): string {
   const body = `${text}\n`;
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body))];
+  for (const [name, value] of Object.entries(extra)) if (name !== 'connection') headers.push(name, value);
+  headers.push('connection', 'close');
+  return responseHeadText(status, '', headers) + body;
 }

@@ -2,8 +2,7 @@
  * Opening a TCP listener, or saying in one line which flag and address could not be opened and
  * what to do about it (both planes listen this way).
  */
-import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { formatHostPort, type HostPort } from './address.js';
 import { ReverstError } from './errors.js';
 
@@ -22,8 +21,8 @@ export function listenError(err: unknown, flag: string, protocol: 'UDP' | 'TCP',
   return new ReverstError('ERR_LISTEN', `${flag}: ${protocol} ${formatHostPort(at)} ${why}${code && WHY[code] ? ` (${code})` : ''}`, { cause: err });
 }
 
-/** Listens on `at` and resolves with the address bound (the port the system picked for 0). */
-export function listen(server: http.Server, at: HostPort, flag: string): Promise<HostPort> {
+/** Listens on `at` (an HTTP server, or a plain TCP one such as the hop's) and resolves with the address bound (the port the system picked for 0). */
+export function listen(server: Server, at: HostPort, flag: string): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(listenError(err, flag, 'TCP', at));
     server.once('error', onError);

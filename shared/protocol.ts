@@ -1,11 +1,21 @@
 /**
- * Wire protocol v1 between a client and a data-plane node (design §3): the only code
- * the client and the data plane share. Message field names follow the Go seed.
+ * The wire protocol between a client and a data-plane node (docs/PROTOCOL.md): the only
+ * code the client and the data plane share, with the request and response heads in
+ * heads.ts. Registration message field names follow the Go seed.
  */
 import { decode, encode } from '@msgpack/msgpack';
 import { BadRequestError, NotFoundError, ProtocolError, type RegistrationError, ServerError, UnauthorizedError } from './errors.js';
 
-export const ALPN = 'reverst/1';
+/** v2: each request stream carries a binary head and then the body (heads.ts), where v1 carried HTTP/1.1. */
+export const ALPN = 'reverst/2';
+/**
+ * v1 is still offered by nodes, only so that a v1 client is told to upgrade (a closed
+ * connection with a reason it prints) instead of failing the TLS handshake, which it
+ * would retry forever.
+ */
+export const LEGACY_ALPN = 'reverst/1';
+export const NODE_ALPNS: string[] = [ALPN, LEGACY_ALPN];
+/** The registration message's version: its fields are the seed's and did not change with v2. */
 export const PROTOCOL_VERSION = 1;
 
 /** Largest frame body. Control messages are tiny; the cap stops a peer making us buffer without bound. */
@@ -32,6 +42,8 @@ export const StreamCode = {
   Refused: 0x10b,
   /** The node abandoned a request stream because the visitor went away. */
   Cancelled: 0x10c,
+  /** The client could not read the request head (malformed or over its limit); nothing was processed. */
+  BadHead: 0x10d,
 } as const;
 
 export const CloseReason = {
@@ -312,6 +324,11 @@ export function errorForClose(code: number, reason: string): RegistrationError {
   }
   if (code === CloseCode.ServerError) return new ServerError(reason ? `server error: ${reason}` : 'server error');
   return new ServerError(`connection closed (code 0x${code.toString(16)}${reason ? `: ${reason}` : ''})`);
+}
+
+/** How a node closes a connection from a client that speaks an older protocol: 0x2, so it stops and says why. */
+export function outdatedClientClose(alpn: string): { code: CloseCode; reason: string } {
+  return { code: CloseCode.ClientError, reason: `${alpn || 'this protocol'} is not served: upgrade the client to one that speaks ${ALPN}` };
 }
 
 /** The server-side close for a failed registration: the inverse of `errorForClose`. */

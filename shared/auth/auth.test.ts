@@ -8,7 +8,8 @@ import { createLogger } from '../log.js';
 import { DEFAULT_LOG_BURST } from '../log-limits.js';
 import { createAuthenticator, parseAuthorization, type AuthenticatorOptions } from './index.js';
 import { eventually } from '../../test/contract/eventually.js';
-import { PasswordChecks, hashPassword, pbkdf2Sha256 } from './password-hash.js';
+import { PasswordChecks, hashPassword } from './password-hash.js';
+import { heldDerivation } from '../../test/harness/held-derivation.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const basicHeader = (user: string, pass: string, scheme = 'Basic') => `${scheme} ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
@@ -67,22 +68,6 @@ describe('basic', () => {
   });
 });
 
-/** A real derivation held until the test opens the gate, so a check can be kept in flight. */
-function gate() {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const state = {
-    started: 0,
-    open,
-    derive: async (...args: Parameters<typeof pbkdf2Sha256>) => {
-      state.started++;
-      await opened;
-      return pbkdf2Sha256(...args);
-    },
-  };
-  return state;
-}
-
 describe('basic with a password hash (as a control plane publishes it)', () => {
   const salt = new Uint8Array(16).fill(1);
 
@@ -102,7 +87,7 @@ describe('basic with a password hash (as a control plane publishes it)', () => {
 
   it('answers "unavailable" (the client retries) when too many checks are waiting', async () => {
     const passwordHash = await hashPassword('pass', salt);
-    const hold = gate();
+    const hold = heldDerivation();
     const auth = authenticator(
       { basic: { scheme: 'Basic', username: 'user', passwordHash } },
       { passwordChecks: new PasswordChecks({ maxConcurrent: 1, maxQueued: 0, derive: hold.derive }) },
@@ -182,6 +167,19 @@ describe('external', () => {
     const { endpoint } = await authServer((_req, res) => res.writeHead(503).end('key server down'));
     const auth = authenticator({ external: { scheme: 'Bearer', endpoint } });
     expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: ${endpoint} answered 503`, unavailable: true });
+  });
+
+  it('keeps credentials in the endpoint URL out of the reason the client gets and the log, and sends no userinfo (as the seed)', async () => {
+    const { endpoint, seen } = await authServer((_req, res) => res.writeHead(503).end());
+    const withSecrets = endpoint.replace('http://', 'http://admin:s3cr3t@').concat('?key=s3cr3t');
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn', stream: { write: (line) => lines.push(line) } });
+    const auth = authenticator({ external: { scheme: 'Bearer', endpoint: withSecrets } }, { logger });
+    const redacted = `${endpoint.replace('http://', 'http://***@')}`;
+    expect(await auth.authenticate('Bearer x', 'g')).toEqual({ ok: false, reason: `external: ${redacted} answered 503`, unavailable: true });
+    expect(seen).toEqual([{ method: 'GET', url: '/auth/ext?key=s3cr3t', authorization: 'Bearer x', group: 'g' }]);
+    expect(lines).toHaveLength(1);
+    expect(lines.join('')).not.toContain('s3cr3t');
   });
 
   it('does not follow redirects', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { eventually } from '../../test/contract/eventually.js';
-import { PBKDF2_ITERATIONS, PasswordChecks, hashPassword, parsePasswordHash, pbkdf2Sha256, type PasswordHash } from './password-hash.js';
+import { PBKDF2_ITERATIONS, PasswordChecks, hashPassword, parsePasswordHash, type PasswordHash } from './password-hash.js';
+import { heldDerivation } from '../../test/harness/held-derivation.js';
 
 const salt = new Uint8Array(16).fill(7);
 const parsed = (text: string): PasswordHash => {
@@ -39,22 +40,6 @@ describe('hashPassword / parsePasswordHash', () => {
   });
 });
 
-/** A real derivation that starts only once the test opens the gate, so checks can be held in flight. */
-function gate() {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const state = {
-    started: 0,
-    open,
-    derive: async (password: string, salt: Uint8Array, iterations: number) => {
-      state.started++;
-      await opened;
-      return pbkdf2Sha256(password, salt, iterations);
-    },
-  };
-  return state;
-}
-
 describe('PasswordChecks', () => {
   it('tells a match from a mismatch, and remembers only matches', async () => {
     const checks = new PasswordChecks();
@@ -86,7 +71,7 @@ describe('PasswordChecks', () => {
   });
 
   it('runs at most maxConcurrent at once and answers busy beyond the queue', async () => {
-    const hold = gate();
+    const hold = heldDerivation();
     const checks = new PasswordChecks({ maxConcurrent: 1, maxQueued: 2, derive: hold.derive });
     const hash = parsed(await hashPassword('right', salt, 10_000));
     const results: string[] = [];

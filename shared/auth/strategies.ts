@@ -3,7 +3,9 @@ import { ReverstError } from '../errors.js';
 import type { BasicAuthentication, BearerAuthentication, ExternalAuthentication, StrategyName } from '../config/groups.js';
 import type { Logger } from '../log.js';
 import { rateLimited } from '../log-limits.js';
+import { redactUrl } from '../redact.js';
 import { parsePasswordHash, sharedPasswordChecks, type PasswordChecks } from './password-hash.js';
+import { fetchFailure } from '../fetch-failure.js';
 
 /**
  * `unavailable`: refused because the external endpoint did not answer, not because the
@@ -82,14 +84,21 @@ export interface ExternalStrategyOptions {
  */
 export function externalStrategy(config: ExternalAuthentication, options: ExternalStrategyOptions): Strategy {
   const timeoutMs = config.timeoutMs ?? options.timeoutMs;
+  // Reasons reach the log and, through the close reason, the client: never the endpoint's credentials.
+  const endpoint = redactUrl(config.endpoint, { query: true });
+  // Userinfo is not sent, as in the seed (the client's Authorization takes its place); fetch
+  // would refuse the URL, with the credentials in its message.
+  const target = new URL(config.endpoint);
+  target.username = '';
+  target.password = '';
   // Any client can make this warning happen, once per registration attempt: keep it bounded.
-  const unavailable = rateLimited(options.logger.child({ endpoint: config.endpoint }), {
+  const unavailable = rateLimited(options.logger.child({ endpoint }), {
     summary: 'external authentication unavailable: similar warnings dropped (rate limit)',
   });
   return async ({ header }, group) => {
     let response: Response;
     try {
-      response = await options.fetch(config.endpoint, {
+      response = await options.fetch(target, {
         method: 'GET',
         headers: { authorization: header, 'x-reverst-group': group },
         // A redirect is not a 200 from the endpoint the operator configured.
@@ -99,8 +108,8 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
     } catch (err) {
       const reason =
         (err as Error).name === 'TimeoutError'
-          ? `external: no answer from ${config.endpoint} within ${timeoutMs}ms`
-          : `external: request to ${config.endpoint} failed: ${failureMessage(err)}`;
+          ? `external: no answer from ${endpoint} within ${timeoutMs}ms`
+          : `external: request to ${endpoint} failed: ${fetchFailure(err)}`;
       // Unlike a wrong credential, this is the operator's problem: say so above debug level.
       unavailable.warn('external authentication unavailable', { group, reason });
       return { ok: false, reason, unavailable: true };
@@ -108,7 +117,7 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
     // The body carries no decision; release the connection.
     await response.body?.cancel().catch(() => {});
     if (response.status === 200) return { ok: true, strategy: 'external' };
-    const reason = `external: ${config.endpoint} answered ${response.status}`;
+    const reason = `external: ${endpoint} answered ${response.status}`;
     // Still a denial, as in the seed; but a failing service (a control plane whose key
     // server is down) is the operator's to fix, so the client retries instead of giving up.
     if (response.status >= 500) {
@@ -117,10 +126,4 @@ export function externalStrategy(config: ExternalAuthentication, options: Extern
     }
     return deny(reason);
   };
-}
-
-// fetch reports network errors as TypeError('fetch failed') with the real error as its cause.
-function failureMessage(err: unknown): string {
-  const { cause } = err as { cause?: unknown };
-  return cause instanceof Error ? cause.message : (err as Error).message;
 }

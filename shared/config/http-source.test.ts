@@ -47,7 +47,14 @@ function follow(source: HttpGroupsSource) {
 describe('HttpGroupsSource', () => {
   it('is what -g http:// and https:// make', () => {
     expect(groupsSourceFromUrl('http://cp:8080/v1/groups')).toBeInstanceOf(HttpGroupsSource);
-    expect(groupsSourceFromUrl('https://user:pw@cp/v1/groups?x=1').name).toBe('https://cp/v1/groups');
+    expect(groupsSourceFromUrl('https://cp/v1/groups?key=s3cr3t').name).toBe('https://cp/v1/groups');
+  });
+
+  it('refuses credentials in the URL, and a URL it cannot read, without printing them', () => {
+    expect(() => new HttpGroupsSource('https://user:s3cr3t@cp/v1/groups')).toThrow(
+      'https://***@cp/v1/groups: give the API token with --control-plane-token-file, not in the URL',
+    );
+    expect(() => new HttpGroupsSource('https://user:s3/cr3t@cp/v1/groups')).toThrow(/^https:\/\/\*\*\*@cp\/v1\/groups: not a valid URL$/);
   });
 
   it('sends the token, long-polls with the ETag it has, and writes each new config to the cache', async () => {
@@ -85,6 +92,27 @@ describe('HttpGroupsSource', () => {
     await eventually(() => expect(cp.state.requests.length).toBeGreaterThan(seen + 1), 5_000);
     expect(cp.state.requests.slice(seen).every((r) => r.ifNoneMatch === '"bad"')).toBe(true);
     expect(changes).toEqual([]);
+  });
+
+  it.each([
+    ['answers 304 at once, ignoring ?wait=', true],
+    ['sends no ETag, so each poll gets the whole config at once', false],
+  ])('paces its polls against a server that %s', async (_, withEtag) => {
+    const MIN_POLL_MS = 300;
+    const arrivals: number[] = [];
+    const server = await startHttpServer((req: http.IncomingMessage, res: http.ServerResponse) => {
+      arrivals.push(performance.now());
+      if (withEtag && req.headers['if-none-match'] === '"v1"') return res.writeHead(304, { etag: '"v1"' }).end();
+      res.writeHead(200, { 'content-type': 'application/json', ...(withEtag ? { etag: '"v1"' } : {}) }).end('{"groups":{"a":{"hosts":["a.test"]}}}');
+    });
+    const source = new HttpGroupsSource(`${server.url}/v1/groups`, { watch: true, minPollIntervalMs: MIN_POLL_MS });
+    await source.load();
+    const { changes, errors } = follow(source);
+    await eventually(() => expect(arrivals.length).toBeGreaterThanOrEqual(5), 10_000);
+    // Unpaced, these polls came back to back (thousands a second).
+    const gaps = arrivals.slice(2, 5).map((at, i) => at - arrivals[i + 1]!);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(MIN_POLL_MS - 20);
+    expect({ changes, errors }).toEqual({ changes: [], errors: [] });
   });
 
   it('reports an outage once, retries with backoff, and says when it is back', async () => {

@@ -8,10 +8,12 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Backoff } from '../backoff.js';
-import { ReverstError, type ErrorCode } from '../errors.js';
+import { ConfigError, ReverstError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { redactUrl } from '../redact.js';
 import { parseGroups, type GroupsConfig } from './groups.js';
 import type { GroupsSource, GroupsSourceStatus } from './source.js';
+import { fetchFailure } from '../fetch-failure.js';
 
 /** What nodes ask the control plane to hold a poll for (it caps it at its --max-wait, 60 s by default). */
 export const DEFAULT_POLL_WAIT_MS = 30_000;
@@ -22,6 +24,12 @@ const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
 /** Retries start fast (a restart takes a second or two) and settle at a pace a recovering control plane can take from every node. */
 export const DEFAULT_RETRY_MIN_MS = 250;
 export const DEFAULT_RETRY_MAX_MS = 10_000;
+/**
+ * A poll that comes back with nothing new sooner than this was not held: the server ignores
+ * `?wait=` (a plain file server, a proxy that cuts requests short, a draining control plane).
+ * The next poll waits out the rest, so such a server is asked once a second, not thousands of times.
+ */
+export const DEFAULT_MIN_POLL_INTERVAL_MS = 1_000;
 
 /** The control plane could not be asked (down, hung, 5xx) or refused this node's token. */
 export class ControlPlaneError extends ReverstError {
@@ -43,6 +51,7 @@ export interface HttpGroupsSourceOptions {
   loadTimeoutMs?: number | undefined;
   retryMinMs?: number | undefined;
   retryMaxMs?: number | undefined;
+  minPollIntervalMs?: number | undefined;
   fetch?: typeof globalThis.fetch | undefined;
 }
 
@@ -70,9 +79,16 @@ export class HttpGroupsSource implements GroupsSource {
   #watching = false;
   #cacheWriteFailed = false;
 
+  /** Throws a one-line ConfigError for a URL that cannot be read or that carries credentials. */
   constructor(url: string, options: HttpGroupsSourceOptions = {}) {
-    this.#url = new URL(url);
-    this.name = redact(this.#url);
+    this.name = redactUrl(url, { query: true });
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
+    if (!parsed) throw new ConfigError([{ source: this.name, message: 'not a valid URL' }]);
+    if (parsed.username || parsed.password) {
+      // fetch refuses such URLs, and would print the credentials while doing so.
+      throw new ConfigError([{ source: this.name, message: 'give the API token with --control-plane-token-file, not in the URL' }]);
+    }
+    this.#url = parsed;
     this.#options = options;
     this.#log = (options.logger ?? silentLogger).child({ component: 'groups-source', source: this.name });
     this.#fetch = options.fetch ?? globalThis.fetch;
@@ -115,7 +131,9 @@ export class HttpGroupsSource implements GroupsSource {
   async #follow(onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<void> {
     const backoff = new Backoff({ minDelayMs: this.#options.retryMinMs ?? DEFAULT_RETRY_MIN_MS, maxDelayMs: this.#options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS });
     const waitMs = this.#options.waitMs ?? DEFAULT_POLL_WAIT_MS;
+    const minPollMs = this.#options.minPollIntervalMs ?? DEFAULT_MIN_POLL_INTERVAL_MS;
     while (!this.#closing.signal.aborted) {
+      const polledAt = performance.now();
       let fetched: Fetched;
       try {
         // Without an ETag (a start from the cache or from nothing) the answer comes at once.
@@ -123,7 +141,7 @@ export class HttpGroupsSource implements GroupsSource {
       } catch (err) {
         if (this.#closing.signal.aborted) return;
         this.#unreachable(err as Error, onError);
-        await sleep(backoff.next(), undefined, { signal: this.#closing.signal }).catch(() => {});
+        await this.#pause(backoff.next());
         continue;
       }
       backoff.reset();
@@ -131,25 +149,36 @@ export class HttpGroupsSource implements GroupsSource {
         this.#log.info('control plane reachable again', { downSince: this.#down.since.toISOString() });
         this.#down = undefined;
       }
-      if (fetched.status === 304) continue;
-      const before = this.#lastGood;
-      let config: GroupsConfig;
-      try {
-        config = await this.#accept(fetched.body!, fetched.etag);
-      } catch (err) {
-        // A config this node cannot read: keep the last good one and wait for the next change.
-        this.#etag = fetched.etag;
-        onError(err as Error);
-        continue;
-      }
-      this.#origin = { kind: 'control-plane' };
-      if (this.#lastGood === before || this.#closing.signal.aborted) continue;
-      try {
-        onChange(config);
-      } catch (err) {
-        onError(err as Error);
-      }
+      if (!(await this.#applyAnswer(fetched, onChange, onError))) await this.#pause(minPollMs - (performance.now() - polledAt));
     }
+  }
+
+  /** Takes one poll's answer; false when it brought nothing new (not modified, the same config, or one this node cannot read). */
+  async #applyAnswer(fetched: Fetched, onChange: (config: GroupsConfig) => void, onError: (error: Error) => void): Promise<boolean> {
+    if (fetched.status === 304) return false;
+    const before = this.#lastGood;
+    let config: GroupsConfig;
+    try {
+      config = await this.#accept(fetched.body!, fetched.etag);
+    } catch (err) {
+      // A config this node cannot read: keep the last good one and wait for the next change.
+      this.#etag = fetched.etag;
+      onError(err as Error);
+      return false;
+    }
+    this.#origin = { kind: 'control-plane' };
+    if (this.#lastGood === before || this.#closing.signal.aborted) return false;
+    try {
+      onChange(config);
+    } catch (err) {
+      onError(err as Error);
+    }
+    return true;
+  }
+
+  /** Sleeps `ms` (nothing if not positive), or until close(). */
+  async #pause(ms: number): Promise<void> {
+    if (ms > 0) await sleep(ms, undefined, { signal: this.#closing.signal }).catch(() => {});
   }
 
   /** One outage is reported once, when it starts; /readyz shows the latest reason meanwhile. */
@@ -170,7 +199,7 @@ export class HttpGroupsSource implements GroupsSource {
     try {
       response = await this.#fetch(url, { headers, signal: AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]) });
     } catch (err) {
-      const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs}ms` : failureMessage(err);
+      const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs}ms` : fetchFailure(err);
       throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} unreachable: ${reason}`, { cause: err });
     }
     if (response.status === 304) {
@@ -178,7 +207,7 @@ export class HttpGroupsSource implements GroupsSource {
       return { status: 304 };
     }
     const body = await response.text().catch((err: unknown) => {
-      throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} broke off its answer: ${failureMessage(err)}`, { cause: err });
+      throw new ControlPlaneError('ERR_CONTROL_PLANE_UNREACHABLE', `control plane ${this.name} broke off its answer: ${fetchFailure(err)}`, { cause: err });
     });
     if (response.status === 401 || response.status === 403) {
       const fix = this.#options.token ? 'check --control-plane-token-file against its API token' : 'give --control-plane-token-file';
@@ -266,20 +295,4 @@ export class HttpGroupsSource implements GroupsSource {
 /** Two configs are the same if they serialize the same. */
 function fingerprint(config: GroupsConfig): string {
   return JSON.stringify([...config.groups.values()]);
-}
-
-/** The URL for logs and /readyz: no userinfo, no query. */
-function redact(url: URL): string {
-  const copy = new URL(url);
-  copy.username = '';
-  copy.password = '';
-  copy.search = '';
-  return copy.href;
-}
-
-// fetch reports network errors as TypeError('fetch failed') with the real error
-// ("connect ECONNREFUSED 127.0.0.1:8080", "other side closed") as its cause.
-function failureMessage(err: unknown): string {
-  const { cause } = err as { cause?: { message?: string } };
-  return cause?.message || (err as Error).message;
 }

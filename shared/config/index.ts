@@ -6,6 +6,7 @@ export { FileGroupsSource, fileTokenReader, loadGroupsFile, DEFAULT_WATCH_DEBOUN
 export {
   groupsSourceFromUrl,
   groupsSourceSchemes,
+  GROUPS_SOURCE_FLAGS,
   registerGroupsSource,
   type GroupsSource,
   type GroupsSourceFactory,

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import type { FlagSpec } from '../flags.js';
 import type { Logger } from '../log.js';
 import { FileGroupsSource } from './file-source.js';
 import { K8sGroupsSource } from './k8s-source.js';
@@ -62,6 +63,22 @@ registerGroupsSource('https', (spec, options) => new HttpGroupsSource(spec, opti
 export function groupsSourceSchemes(): string[] {
   return [...factories.keys()];
 }
+
+/** `-g` and `-w`, the same for every command that reads tunnel groups (the node, the control plane). */
+export const GROUPS_SOURCE_FLAGS = [
+  {
+    long: 'tunnel-groups',
+    short: 'g',
+    kind: 'string',
+    // Worked out when -h prints, so it names only the sources registered in this build.
+    help: () =>
+      `tunnel groups source: a file path or ${groupsSourceSchemes()
+        .map((scheme) => `${scheme}://…`)
+        .join(', ')}`,
+    default: 'groups.yml',
+  },
+  { long: 'watch-groups', short: 'w', kind: 'boolean', help: 'watch tunnel groups sources for updates' },
+] as const satisfies readonly FlagSpec[];
 
 /** The source for a `-g` value: a plain path, or a URL whose scheme a source registered for. */
 export function groupsSourceFromUrl(spec: string, options: GroupsSourceOptions = {}): GroupsSource {

@@ -7,9 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onCleanup, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
-import { basic, connect } from '../../client/index.js';
 import { ClusterNode, SECRET, eventually, pongClient, steadyLoad, writeSecret } from '../e2e/cluster-helpers.js';
-import { BASIC_GROUP_YAML, GROUP, startTestNode, testCerts, writeGroups } from '../e2e/helpers.js';
+import { BASIC_GROUP_YAML, GROUP, connectClient, startTestNode, testCerts, writeGroups } from '../e2e/helpers.js';
 import { report, seconds, sized, sleep } from './helpers.js';
 
 useCleanup();
@@ -123,12 +122,7 @@ describe('the hop, when visitors leave', () => {
     const b = await startTestNode({ ...clustered, nodeId: 'b' });
     let arrived!: () => void;
     const arrival = new Promise<void>((resolve) => (arrived = resolve));
-    const tunnel = await connect({
-      addresses: [a.address],
-      serverName: GROUP,
-      ca: a.ca.cert,
-      group: GROUP,
-      auth: basic('user', 'pass'),
+    await connectClient(a, {
       // Answers only once the visitor is long gone.
       handler: async () => {
         arrived();
@@ -136,7 +130,6 @@ describe('the hop, when visitors leave', () => {
         return new Response('late');
       },
     });
-    onCleanup(() => tunnel.close({ graceMs: 0 }));
     await eventually(async () => b.node.membership.nodesFor(GROUP).some((n) => n.id === 'a'), 20_000, 'b to route to a');
 
     const hops = async (): Promise<Record<string, number>> =>

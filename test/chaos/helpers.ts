@@ -4,7 +4,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { freePort, spawnNode, spawnProcess, type KeyPair, type ProcessHandle } from '../harness/index.js';
-import { GROUP } from '../e2e/helpers.js';
+import { GROUP, nodeArgs } from '../e2e/helpers.js';
 
 /** `npm run soak` sets this: the full counts and durations instead of CI's short ones. */
 export const SOAK = process.env.REVERST_SOAK === '1';
@@ -44,23 +44,7 @@ export class NodeProcess {
   /** `gc`: run it with --expose-gc, so that heapAfterGc() can ask for its heap. */
   static async start(opts: { certs: { server: KeyPair }; groupsPath: string; args?: string[]; env?: NodeJS.ProcessEnv; gc?: boolean }): Promise<NodeProcess> {
     const [quicPort, httpPort, managementPort] = [await freePort('udp'), await freePort(), await freePort()];
-    const args = [
-      '-n',
-      GROUP,
-      '-k',
-      opts.certs.server.keyPath,
-      '-c',
-      opts.certs.server.certPath,
-      '-g',
-      opts.groupsPath,
-      '-a',
-      `127.0.0.1:${quicPort}`,
-      '-s',
-      `127.0.0.1:${httpPort}`,
-      '--management-address',
-      `127.0.0.1:${managementPort}`,
-      ...(opts.args ?? []),
-    ];
+    const args = [...nodeArgs({ ...opts, quicPort, httpPort, managementPort }), ...(opts.args ?? [])];
     const node = new NodeProcess(quicPort, httpPort, managementPort, args, opts.env ?? {}, opts.gc ?? false);
     await node.run();
     return node;

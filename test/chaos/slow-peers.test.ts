@@ -5,10 +5,9 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { onCleanup, useCleanup } from '../harness/index.js';
-import { basic, connect } from '../../client/index.js';
 import { ALPN, CloseCode } from '../../shared/protocol.js';
 import { connectQuic, type QuicCloseInfo } from '../../shared/quic/index.js';
-import { GROUP, startTestNode } from '../e2e/helpers.js';
+import { GROUP, connectClient, startTestNode } from '../e2e/helpers.js';
 import { load, report, seconds, sized, sleep } from './helpers.js';
 
 useCleanup();
@@ -42,15 +41,7 @@ function slowloris(port: number): Promise<{ answer: string; after: number }> {
 describe('slow and silent peers beside a visitor', () => {
   it('answers slowloris with 408 and closes never-registering QUIC connections, serving the visitor throughout', async () => {
     const t = await startTestNode({ headersTimeoutMs: HEADERS_TIMEOUT_MS, registrationTimeoutMs: REGISTRATION_TIMEOUT_MS });
-    const tunnel = await connect({
-      addresses: [t.address],
-      serverName: GROUP,
-      ca: t.ca.cert,
-      group: GROUP,
-      auth: basic('user', 'pass'),
-      handler: () => new Response('PONG'),
-    });
-    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    await connectClient(t);
     const visitors = load(t.node.httpAddress.port, 2, 20);
 
     const count = sized(100, 500);

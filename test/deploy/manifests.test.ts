@@ -178,6 +178,7 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
         'PodDisruptionBudget/reverst-data-plane',
         `Deployment/${store}`,
         `Service/${store}`,
+        `NetworkPolicy/${store}`,
       ].sort(),
     );
     for (const o of objects()) if (o.kind !== 'Namespace') expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe('reverst');
@@ -282,6 +283,21 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/overlays/%s', (overlay
       expect(port, `${store} serves port ${url.port}`).toBeDefined();
       const { container: storeContainer } = deploymentContainer(objects(), store, store === 'reverst-redis' ? 'redis' : 'nats');
       expect(containerPort(storeContainer, port.targetPort).containerPort).toBe(Number(url.port));
+    });
+
+    it('lets only data-plane pods reach the store (a record written there would receive visitors and the cluster secret)', () => {
+      const policy = find(objects(), 'NetworkPolicy', store);
+      const { deployment: storeDeployment, container: storeContainer } = deploymentContainer(objects(), store, store === 'reverst-redis' ? 'redis' : 'nats');
+      const selects = (selector: Json, labels: Record<string, string>) => Object.entries(selector.matchLabels).every(([k, v]) => labels[k] === v);
+      expect(selects(policy.spec.podSelector, storeDeployment.spec.template.metadata.labels)).toBe(true);
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      expect(policy.spec.ingress).toHaveLength(1);
+      const [rule] = policy.spec.ingress;
+      expect(rule.from).toHaveLength(1);
+      const admitted = objects().filter((o) => o.kind === 'Deployment' && selects(rule.from[0].podSelector, o.spec.template.metadata.labels));
+      expect(admitted.map((o) => o.metadata.name)).toEqual([deployment.metadata.name]);
+      // The port the nodes dial, and nothing else.
+      expect(rule.ports.map((p: Json) => containerPort(storeContainer, p.port).containerPort)).toEqual([Number(new URL(flags.membership).port)]);
     });
 
     it('reads its groups from the rendered ConfigMap through k8s:// and watches them', async () => {

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, onCleanup, spawnNode, useCleanup } from '../harness/index.js';
-import { basic, connect } from '../../client/index.js';
-import { ALPN, CloseCode, MAX_FRAME_SIZE, encodeFrame, readFrame } from '../../shared/protocol.js';
+import { freePort, spawnNode, useCleanup } from '../harness/index.js';
+import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
+import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
-import { GROUP, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
+import { GROUP, connectClient, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
 
 useCleanup();
 
@@ -21,14 +21,18 @@ async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
   control.on('error', () => {});
   control.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: { Authorization: `Basic ${Buffer.from('user:pass').toString('base64')}` } }));
   await readFrame(control);
-  const server = http.createServer((_req, res) => res.end(answer));
-  Object.assign(server, { httpAllowHalfOpen: true });
-  conn.on('stream', (s: QuicStream) =>
-    server.emit(
-      'connection',
-      s.on('error', () => {}),
-    ),
-  );
+  // Speaks the v2 request stream framing by hand: read the head, drain the body, answer.
+  conn.on('stream', (s: QuicStream) => {
+    s.on('error', () => {});
+    const reply = () =>
+      s.end(Buffer.concat([encodeResponseHead({ status: 200, reason: '', headers: ['content-length', String(answer.length)] }), Buffer.from(answer)]));
+    readHead(
+      s,
+      decodeRequestHead,
+      () => s.resume().once('end', reply),
+      () => s.destroy(),
+    );
+  });
   return conn;
 }
 
@@ -62,6 +66,19 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const streamed = await visit(port, '/', { method: 'POST', headers: { 'transfer-encoding': 'chunked' }, body: Buffer.alloc(2_000) });
     expect(streamed.status).toBe(413);
     expect((await visit(port, '/', { method: 'POST', body: Buffer.alloc(500) })).body.toString()).toBe('fine');
+  });
+
+  it('tells a client of the previous protocol (reverst/1) to upgrade, with a code it does not retry', async () => {
+    const t = await startTestNode();
+    const conn = await connectQuic({ alpn: [LEGACY_ALPN], host: '127.0.0.1', port: t.node.tunnelAddress.port, serverName: GROUP, ca: t.ca.cert });
+    expect(conn.alpn).toBe(LEGACY_ALPN);
+    const info = await conn.closed;
+    expect({ code: info.code, reason: info.reason }).toEqual({
+      code: CloseCode.ClientError,
+      reason: 'reverst/1 is not served: upgrade the client to one that speaks reverst/2',
+    });
+    // What a v1 client makes of it: a bad request, which it does not retry.
+    expect(errorForClose(info.code, info.reason)).toMatchObject({ retryable: false, message: `bad request: ${info.reason}` });
   });
 
   it('closes bad registrations with the right code while other clients keep working', async () => {
@@ -154,19 +171,13 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const t = await startTestNode({ requestTimeoutMs: 1_000 });
     let abandoned!: () => void;
     const wasAbandoned = new Promise<void>((resolve) => (abandoned = resolve));
-    const tunnel = await connect({
-      addresses: [t.address],
-      serverName: GROUP,
-      ca: t.ca.cert,
-      group: GROUP,
-      auth: basic('user', 'pass'),
+    await connectClient(t, {
       handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
         // /slow never answers; the node resetting its stream closes the response here.
         if (req.url === '/slow') res.once('close', abandoned);
         else res.end('fast');
       },
     });
-    onCleanup(() => tunnel.close({ graceMs: 0 }));
     const port = t.node.httpAddress.port;
     const res = await visit(port, '/slow');
     expect(res.status).toBe(504);
@@ -178,17 +189,17 @@ describe('bad input gets a clear error and harms nothing else', () => {
     expect(t.node.registry.all().map((x) => x.inFlight)).toEqual([0]);
   });
 
-  it('answers 502 when a tunnel sends a response head node:http cannot forward, and keeps running', async () => {
+  it('answers 502 when a tunnel sends a response head that cannot be forwarded, and keeps running', async () => {
     const t = await startTestNode();
     const conn = await dialNode(t);
     const control = await conn.openStream();
     control.on('error', () => {});
     control.write(encodeFrame({ Version: 1, TunnelGroup: GROUP, Metadata: { Authorization: `Basic ${Buffer.from('user:pass').toString('base64')}` } }));
     await readFrame(control);
-    // A raw peer answering with a status node:http parses but refuses to write.
+    // A raw peer answering with a status HTTP cannot carry (099), written byte by byte: 6 bytes of head, then a body.
     conn.on('stream', (s: QuicStream) => {
       s.on('error', () => {});
-      s.once('data', () => s.end('HTTP/1.1 099 Odd\r\ncontent-length: 2\r\n\r\nhi'));
+      s.once('data', () => s.end(Buffer.concat([Buffer.from([0x05, 0x02, 0x00, 99, 0x00, 0x00]), Buffer.from('hi')])));
     });
     const res = await visit(t.node.httpAddress.port, '/');
     expect(res.status).toBe(502);

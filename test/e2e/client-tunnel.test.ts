@@ -7,35 +7,20 @@ import { describe, expect, it } from 'vitest';
 import { collect, onCleanup, randomStream, startHttpServer, useCleanup } from '../harness/index.js';
 import { NotFoundError, UnauthorizedError, basic, connect, Tunnel, type ConnectOptions, type ReconnectingEvent } from '../../client/index.js';
 import { createForwarder } from '../../client/forwarder.js';
-import { GROUP, startTestNode, visit, type TestNode } from './helpers.js';
+import { GROUP, clientOptions, connectClient, startTestNode, visit, type TestNode } from './helpers.js';
 
 useCleanup();
 
-function options(t: TestNode, extra: Partial<ConnectOptions> = {}): ConnectOptions {
-  return {
-    addresses: [t.address],
-    serverName: GROUP,
-    ca: t.ca.cert,
-    group: GROUP,
-    auth: basic('user', 'pass'),
-    handler: () => new Response('PONG'),
-    minDelayMs: 20,
-    maxDelayMs: 500,
-    ...extra,
-  };
-}
-
-async function open(t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
-  const tunnel = await connect(options(t, extra));
-  onCleanup(() => tunnel.close({ graceMs: 0 }));
-  return tunnel;
-}
+/** Quick retries: these tests wait for reconnects. */
+const QUICK_RETRIES = { minDelayMs: 20, maxDelayMs: 500 };
+const options = (t: TestNode, extra: Partial<ConnectOptions> = {}): ConnectOptions => clientOptions(t, { ...QUICK_RETRIES, ...extra });
+const open = (t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> => connectClient(t, { ...QUICK_RETRIES, ...extra });
 
 /** A tunnel that forwards to `originUrl`, as `reverst http` runs it. */
 async function forwardTo(t: TestNode, originUrl: string, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
   const forwarder = createForwarder({ origin: new URL(originUrl) });
   onCleanup(() => forwarder.close());
-  return open(t, { handler: forwarder.server, ...extra });
+  return open(t, { handler: forwarder, ...extra });
 }
 
 /** A visitor that reads `bytes` of a response and then hangs up. */

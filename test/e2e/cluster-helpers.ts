@@ -3,7 +3,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { freePort, spawnNode, type KeyPair, type ProcessHandle } from '../harness/index.js';
 import { basic, connect, type Tunnel } from '../../client/index.js';
-import { GROUP } from './helpers.js';
+import { GROUP, nodeArgs } from './helpers.js';
 
 export const SECRET = 'cluster-secret-for-tests';
 
@@ -26,22 +26,9 @@ export class ClusterNode {
   ): Promise<ClusterNode> {
     const [quicPort, httpPort, internalPort, managementPort] = [await freePort('udp'), await freePort(), await freePort(), await freePort()];
     const args = [
-      '-n',
-      GROUP,
-      '-k',
-      opts.certs.server.keyPath,
-      '-c',
-      opts.certs.server.certPath,
-      '-g',
-      opts.groupsPath,
+      ...nodeArgs({ ...opts, quicPort, httpPort, managementPort }),
       '-l',
       process.env.DEBUG_ROLL ? 'debug' : 'info',
-      '-a',
-      `127.0.0.1:${quicPort}`,
-      '-s',
-      `127.0.0.1:${httpPort}`,
-      '--management-address',
-      `127.0.0.1:${managementPort}`,
       '--membership',
       opts.membership,
       '--node-id',

@@ -1,12 +1,16 @@
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { onCleanup, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { onCleanup, randomStream, sha256, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
 import { basic, connect, type Tunnel } from '../../client/index.js';
 import { WebSocket, WebSocketServer } from 'ws';
+import { HopClient, HopNoTunnelError, HopRefusedError } from '../../data-plane/hop.js';
+import { type RequestHead, decodeResponseHead, encodeRequestHead, readHead } from '../../shared/heads.js';
+import { silentLogger } from '../../shared/log.js';
 import { ClusterNode, SECRET, balancedGet, eventually, pongClient, steadyLoad, writeSecret } from './cluster-helpers.js';
 import { BASIC_GROUP_YAML, GROUP, testCerts, writeGroups } from './helpers.js';
 
@@ -212,14 +216,37 @@ describe('the internal hop', () => {
   });
   afterAll(() => store.stop());
 
-  const hop = (node: ClusterNode, headers: Record<string, string>): Promise<{ status: number; body: string }> =>
+  /** One request over the hop as another node would send it, with `secret`: the far node's answer. */
+  const hop = async (node: ClusterNode, secret: string): Promise<{ status: number; body: string } | Error> => {
+    const client = new HopClient('test', secret, silentLogger);
+    try {
+      const head: RequestHead = { method: 'GET', target: '/', authority: GROUP, headers: ['X-Request-Id', 'hop-test'], body: false, upgrade: false };
+      const far = await client.open({ id: node.id, address: `127.0.0.1:${node.internalPort}` }, GROUP, head);
+      far.stream.end(encodeRequestHead(head));
+      return await new Promise((resolve) =>
+        readHead(
+          far.stream,
+          decodeResponseHead,
+          ({ head: answer, rest }) => {
+            const chunks = [rest];
+            far.stream.on('data', (c: Buffer) => chunks.push(c)).resume();
+            far.stream.once('end', () => resolve({ status: answer.status, body: Buffer.concat(chunks).toString() }));
+          },
+          resolve,
+        ),
+      );
+    } finally {
+      await client.close();
+    }
+  };
+
+  const raw = (node: ClusterNode, bytes: Buffer): Promise<Buffer> =>
     new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port: node.internalPort, path: '/', headers: { host: GROUP, ...headers } }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (d: string) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        })
+      const socket = net.connect(node.internalPort, '127.0.0.1', () => socket.end(bytes));
+      const chunks: Buffer[] = [];
+      socket
+        .on('data', (c: Buffer) => chunks.push(c))
+        .on('close', () => resolve(Buffer.concat(chunks)))
         .on('error', reject);
     });
 
@@ -239,24 +266,60 @@ describe('the internal hop', () => {
     ws.close();
   });
 
-  it('refuses requests without the cluster secret or with a wrong one, and never hops twice', async () => {
+  it('carries 20 MB up and 20 MB down across the hop, and requests after them on the same connections', async () => {
+    const [a, b] = await startCluster(store.url, ['a', 'b']);
+    let uploaded = '';
+    const { ca } = await testCerts();
+    const tunnel = await connect({
+      addresses: [a!.address],
+      serverName: GROUP,
+      ca: ca.cert,
+      group: GROUP,
+      auth: basic('user', 'pass'),
+      handler: async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (req.method === 'POST') {
+          uploaded = await sha256(req);
+          res.end('stored');
+        } else if (req.url === '/down') randomStream(20 << 20, 'down').pipe(res);
+        else res.end('small');
+      },
+    });
+    onCleanup(() => tunnel.close({ graceMs: 0 }));
+    await routesTo(b!, ['a']);
+    const port = b!.httpPort;
+    const up = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/up', headers: { host: GROUP } }, (res) => {
+        res.resume().on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      randomStream(20 << 20, 'up').pipe(req);
+    });
+    expect(up).toBe(200);
+    expect(uploaded).toBe(await sha256(randomStream(20 << 20, 'up')));
+    const down = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/down', headers: { host: GROUP } }, (res) => resolve(sha256(res))).on('error', reject);
+    });
+    expect(down).toBe(await sha256(randomStream(20 << 20, 'down')));
+    for (let i = 0; i < 5; i++) expect(await get(b!)).toBe('200 small');
+  });
+
+  it('refuses connections without the cluster secret or with a wrong one, and never hops twice', async () => {
     const [a, b] = await startCluster(store.url, ['a', 'b']);
     let served = 0;
     const { ca } = await testCerts();
     const tunnel = await pongClient('hop', [a!.address], ca.cert, { onRequest: () => served++ });
     onCleanup(() => tunnel.close({ graceMs: 0 }));
     await routesTo(b!, ['a']);
-    const base = { 'x-reverst-group': GROUP, 'x-reverst-hop-from': 'test' };
-
-    expect((await hop(a!, base)).status).toBe(401);
-    expect((await hop(a!, { ...base, 'x-reverst-cluster-secret': 'wrong' })).status).toBe(401);
-    // b holds no tunnel: a hop to it is served from its own tunnels only, so it refuses.
-    const second = await hop(b!, { ...base, 'x-reverst-cluster-secret': SECRET });
-    expect(second.status).toBe(503);
-    expect(second.body).toContain('not forwarded again');
+    // Not a hop peer at all (an HTTP request), and a wrong secret: refused with a reason, nothing served.
+    expect((await raw(a!, Buffer.from(`GET / HTTP/1.1\r\nHost: ${GROUP}\r\n\r\n`))).subarray(3).toString()).toMatch(/not a reverst hop peer/);
+    const wrong = await hop(a!, 'wrong');
+    expect(wrong).toBeInstanceOf(HopRefusedError);
+    expect((wrong as Error).message).toBe('node a refused the hop: wrong cluster secret');
+    // b holds no tunnel: a hop to it is served from its own tunnels only, so it says so and serves nothing.
+    expect(await hop(b!, SECRET)).toBeInstanceOf(HopNoTunnelError);
     expect(served).toBe(0);
     // The same credentials reach a, which holds the tunnel.
-    expect(await hop(a!, { ...base, 'x-reverst-cluster-secret': SECRET })).toEqual({ status: 200, body: 'PONG hop' });
+    expect(await hop(a!, SECRET)).toEqual({ status: 200, body: 'PONG hop' });
     expect(served).toBe(1);
     // The public path through b hops to a once.
     expect(await get(b!)).toBe('200 PONG hop');

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { basic, connect, type ConnectOptions, type Tunnel } from '../../client/index.js';
 import { makeCa, makeServerCert, onCleanup, type KeyPair } from '../harness/index.js';
 import { startNode, type DataPlaneNode, type NodeOptions } from '../../data-plane/node.js';
 import { createLogger, silentLogger, type Logger } from '../../shared/log.js';
@@ -38,6 +39,15 @@ export function writeGroups(yaml: string, dir = mkdtempSync(path.join(os.tmpdir(
   return file;
 }
 
+/** The flags of a node process on 127.0.0.1 with the test certificate, `groupsPath` and these ports. */
+export function nodeArgs(o: { certs: { server: KeyPair }; groupsPath: string; quicPort: number; httpPort: number; managementPort: number }): string[] {
+  const at = (port: number) => `127.0.0.1:${port}`;
+  return [
+    ...['-n', GROUP, '-k', o.certs.server.keyPath, '-c', o.certs.server.certPath, '-g', o.groupsPath],
+    ...['-a', at(o.quicPort), '-s', at(o.httpPort), '--management-address', at(o.managementPort)],
+  ];
+}
+
 /** A data-plane node in this process on free ports, stopped with the current cleanup scope. */
 export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml?: string } = {}): Promise<TestNode> {
   const { ca, server } = await testCerts();
@@ -59,6 +69,26 @@ export async function startTestNode(options: Partial<NodeOptions> & { groupsYaml
   });
   onCleanup(() => node.stop());
   return { node, ca, server, groupsPath, address: `127.0.0.1:${node.tunnelAddress.port}` };
+}
+
+/** Options for a client of `t`'s group with BASIC_GROUP_YAML's credentials, answering PONG unless `extra` says otherwise. */
+export function clientOptions(t: TestNode, extra: Partial<ConnectOptions> = {}): ConnectOptions {
+  return {
+    addresses: [t.address],
+    serverName: GROUP,
+    ca: t.ca.cert,
+    group: GROUP,
+    auth: basic('user', 'pass'),
+    handler: () => new Response('PONG'),
+    ...extra,
+  };
+}
+
+/** A client registered with clientOptions(t, extra), closed with the current cleanup scope. */
+export async function connectClient(t: TestNode, extra: Partial<ConnectOptions> = {}): Promise<Tunnel> {
+  const tunnel = await connect(clientOptions(t, extra));
+  onCleanup(() => tunnel.close({ graceMs: 0 }));
+  return tunnel;
 }
 
 export interface Visit {

@@ -2,9 +2,8 @@
 // hop (IPv6 in brackets), what it logs about the store, and what it lets out of its URL.
 import http from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { basic, connect } from '../../client/index.js';
-import { freePort, onCleanup, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
-import { GROUP, captureLogs, startTestNode, visit, type TestNode } from './helpers.js';
+import { freePort, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { GROUP, captureLogs, connectClient, startTestNode, visit } from './helpers.js';
 
 useCleanup();
 
@@ -18,24 +17,12 @@ let namespaces = 0;
 /** A store URL of its own per test, so tests never see each other's nodes. */
 const storeUrl = () => `${redis.url}?namespace=node-membership-${process.pid}-${++namespaces}`;
 
-async function pong(t: TestNode): Promise<void> {
-  const tunnel = await connect({
-    addresses: [t.address],
-    serverName: GROUP,
-    ca: t.ca.cert,
-    group: GROUP,
-    auth: basic('user', 'pass'),
-    handler: () => new Response('PONG'),
-  });
-  onCleanup(() => tunnel.close({ graceMs: 0 }));
-}
-
 describe('a clustered node', () => {
   it('publishes an IPv6 internal address in brackets, so other nodes can hop to it', async () => {
     const url = storeUrl();
     const a = await startTestNode({ nodeId: 'a', membership: url, internalAddress: '[::1]:0', clusterSecret: SECRET });
     const b = await startTestNode({ nodeId: 'b', membership: url, internalAddress: '[::1]:0', clusterSecret: SECRET });
-    await pong(a);
+    await connectClient(a);
     await expect.poll(() => b.node.membership.nodesFor(GROUP).map((n) => n.id), { timeout: 10_000 }).toEqual(['a']);
     expect(b.node.membership.nodesFor(GROUP)[0]!.address).toBe(`[::1]:${a.node.internalAddress!.port}`);
     // Node b holds no tunnel: the answer came over the hop to a.

@@ -38,6 +38,36 @@ beforeAll(async () => {
   await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, '@types/node@20'], { cwd: app, maxBuffer: 16 << 20 });
 });
 
+/**
+ * Compiles `source` as `<name>.ts` in the installed app with the strictest settings a user may
+ * have (the ones our own tsconfig uses); resolves with tsc's output, empty when it passes.
+ */
+async function compileStrict(name: string, source: string): Promise<{ ok: boolean; output: string }> {
+  writeFileSync(path.join(app, `${name}.ts`), source);
+  writeFileSync(
+    path.join(app, `tsconfig.${name}.json`),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noUncheckedIndexedAccess: true,
+        exactOptionalPropertyTypes: true,
+        skipLibCheck: false,
+        noEmit: true,
+        types: ['node'],
+      },
+      files: [`${name}.ts`],
+    }),
+  );
+  const tsc = path.join(repo, 'node_modules/.bin/tsc');
+  return run(tsc, ['-p', `tsconfig.${name}.json`], { cwd: app }).then(
+    () => ({ ok: true, output: '' }),
+    (err: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+  );
+}
+
 describe('the packed tarball', () => {
   it('ships the compiled library, its types and the command, and nothing else', () => {
     expect(files).toEqual(
@@ -102,25 +132,8 @@ await tunnel.close();
   });
 
   it("compiles a user's file against the packed types with a strict tsconfig, dependencies' types included", async () => {
-    writeFileSync(
-      path.join(app, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noUncheckedIndexedAccess: true,
-          exactOptionalPropertyTypes: true,
-          skipLibCheck: false,
-          noEmit: true,
-          types: ['node'],
-        },
-        files: ['user.ts'],
-      }),
-    );
-    writeFileSync(
-      path.join(app, 'user.ts'),
+    const result = await compileStrict(
+      'user',
       `import { basic, bearer, connect, NotFoundError, ServerNameError, type ConnectOptions, type ReconnectingEvent, type Tunnel } from 'reverst/client';
 import { connect as fromRoot } from 'reverst';
 
@@ -141,11 +154,6 @@ if (stopped instanceof NotFoundError) console.log(stopped.code, stopped.retryabl
 const wrong: ConnectOptions = { ...options, retryNotFound: 'yes' };
 console.log(wrong);
 `,
-    );
-    const tsc = path.join(repo, 'node_modules/.bin/tsc');
-    const result = await run(tsc, ['-p', 'tsconfig.json'], { cwd: app }).then(
-      () => ({ ok: true, output: '' }),
-      (err: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
     );
     expect(result).toEqual({ ok: true, output: '' });
   });
@@ -183,25 +191,8 @@ console.log(mine.status, theirs.status, mine.headers.get('etag') === theirs.head
   });
 
   it("compiles a user's control plane against the packed types with a strict tsconfig", async () => {
-    writeFileSync(
-      path.join(app, 'tsconfig.cp.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noUncheckedIndexedAccess: true,
-          exactOptionalPropertyTypes: true,
-          skipLibCheck: false,
-          noEmit: true,
-          types: ['node'],
-        },
-        files: ['cp-user.ts'],
-      }),
-    );
-    writeFileSync(
-      path.join(app, 'cp-user.ts'),
+    const result = await compileStrict(
+      'cp-user',
       `import { controlPlaneFromEnv, createControlPlane, PublishedGroups, parseGroups, type ServerlessEnv } from 'reverst/control-plane';
 
 const groups = new PublishedGroups({ saltKey: 'token' });
@@ -213,11 +204,6 @@ export default { fetch: (request: Request, env: ServerlessEnv) => controlPlaneFr
 // @ts-expect-error the types are real: a token is a string
 createControlPlane({ groups, apiToken: 42 });
 `,
-    );
-    const tsc = path.join(repo, 'node_modules/.bin/tsc');
-    const result = await run(tsc, ['-p', 'tsconfig.cp.json'], { cwd: app }).then(
-      () => ({ ok: true, output: '' }),
-      (err: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
     );
     expect(result).toEqual({ ok: true, output: '' });
   });

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,6 +74,11 @@ describe('ports', () => {
     const server = net.createServer().listen(await freePort(), '127.0.0.1');
     await once(server, 'listening');
     server.close();
+  });
+
+  it('come from below the ephemeral range, where no socket bound to port 0 can take them first', async () => {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    for (const port of [...(await freePorts(20)), ...(await freePorts(20, 'udp'))]) expect(port).toBeLessThan(low!);
   });
 });
 
