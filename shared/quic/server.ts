@@ -7,7 +7,7 @@ import { QuicConnection, type CloseOptions, type HostPort, type PacketSink } fro
 import { QuicError } from './errors.js';
 import { quiche, PACKET_TYPE_INITIAL, type Config } from './native.js';
 import { isLoopback, parseQuicOptions, type QuicTransportOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
-import { RetryTokens } from './retry-token.js';
+import { RETRY_TOKEN_LIFETIME_MS, RetryTokens } from './retry-token.js';
 import { randomId } from './buffers.js';
 import { bindUdp } from './socket.js';
 
@@ -35,6 +35,8 @@ export const DEFAULT_RETRY_ABOVE_PENDING = 256;
  * are dropped and their clients back off for seconds. Beyond this many, new ones are dropped.
  */
 const MAX_QUEUED_OPENINGS = 16_384;
+/** Initials answered with a Retry that are remembered (about 3 MB at most). */
+const MAX_RETRIED_REMEMBERED = 65_536;
 /** Handshake work per loop turn before the socket is read again. */
 const OPENING_BUDGET_MS = 0.5;
 /**
@@ -55,6 +57,8 @@ interface Opening {
   msg: Buffer;
   rinfo: dgram.RemoteInfo;
   key: string;
+  /** When it arrived (Date.now()): a token is judged as of then, not after its wait here. */
+  at: number;
 }
 
 export interface QuicServerOptions extends QuicTransportOverrides, TlsOptions {
@@ -89,6 +93,8 @@ export class QuicServer extends EventEmitter implements PacketSink {
   #openingsHead = 0;
   readonly #queuedKeys = new Set<string>();
   #openingsScheduled = false;
+  // Ids of Initials answered with a Retry, and until when that holds (see #accept).
+  readonly #retried = new Map<string, number>();
   #readsSinceOpenings = 0;
   // Connections waiting for their turn (see runSoon), a queue read from #turnsHead.
   #turns: (QuicConnection | undefined)[] = [];
@@ -206,7 +212,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
     // Short-header packets for unknown ids (a connection we dropped) are ignored.
     if (this.#closing || (msg[0]! & 0x80) === 0 || this.#queuedKeys.has(key)) return;
     if (this.#openings.length - this.#openingsHead >= MAX_QUEUED_OPENINGS) return;
-    this.#openings.push({ msg, rinfo, key });
+    this.#openings.push({ msg, rinfo, key, at: Date.now() });
     this.#queuedKeys.add(key);
     this.#scheduleOpenings();
   };
@@ -224,10 +230,10 @@ export class QuicServer extends EventEmitter implements PacketSink {
     this.#readsSinceOpenings = 0;
     // A full set of handshakes resumes this when one of them settles.
     while (this.#openingsHead < this.#openings.length && this.#pending < MAX_PENDING_HANDSHAKES && !this.#closing) {
-      const { msg, rinfo, key } = this.#openings[this.#openingsHead]!;
+      const { msg, rinfo, key, at } = this.#openings[this.#openingsHead]!;
       this.#openings[this.#openingsHead++] = undefined;
       this.#queuedKeys.delete(key);
-      const conn = this.#routes.get(key) ?? this.#accept(msg, rinfo, key);
+      const conn = this.#routes.get(key) ?? this.#accept(msg, rinfo, key, at);
       conn?.receive(msg, { host: rinfo.address, port: rinfo.port });
       if (performance.now() >= until) break;
     }
@@ -241,7 +247,7 @@ export class QuicServer extends EventEmitter implements PacketSink {
     if (this.#pending < MAX_PENDING_HANDSHAKES) this.#scheduleOpenings();
   };
 
-  #accept(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): QuicConnection | undefined {
+  #accept(msg: Buffer, rinfo: dgram.RemoteInfo, key: string, arrivedAt: number): QuicConnection | undefined {
     let header;
     try {
       header = quiche.Header.fromSlice(msg, CID_LEN);
@@ -259,9 +265,12 @@ export class QuicServer extends EventEmitter implements PacketSink {
     // The answer to our Retry carries its token and is addressed to the id the Retry gave,
     // which stays ours. A token we cannot vouch for (forged, stale, from before a restart)
     // counts as none: such a client gets what any other would.
-    const odcid = header.token && header.token.length > 0 ? (this.#tokens.validate(header.token, header.dcid, remote) ?? null) : null;
-    if (!odcid && this.#pending >= this.#retryAbove) {
-      this.#sendRetry(header, remote);
+    const odcid = header.token && header.token.length > 0 ? (this.#tokens.validate(header.token, header.dcid, remote, arrivedAt) ?? null) : null;
+    // A client that was sent a Retry expects the handshake to name it; a copy of its first
+    // Initial accepted later (its retransmission, once fewer handshakes are in progress) would
+    // not, and the client would fail it (TRANSPORT_PARAMETER_ERROR). Such copies get the Retry again.
+    if (!odcid && (this.#pending >= this.#retryAbove || this.#wasRetried(key))) {
+      this.#sendRetry(header, remote, key);
       return undefined;
     }
     const scid = odcid ? Buffer.from(header.dcid) : randomId(CID_LEN);
@@ -307,7 +316,19 @@ export class QuicServer extends EventEmitter implements PacketSink {
   }
 
   /** Answer an Initial with a Retry: a new id to use and a token that proves the address. */
-  #sendRetry(header: { scid: Uint8Array; dcid: Uint8Array; version: number }, remote: HostPort): void {
+  /** Whether an Initial on this id was answered with a Retry recently (RETRY_TOKEN_LIFETIME_MS). */
+  #wasRetried(key: string): boolean {
+    const until = this.#retried.get(key);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.#retried.delete(key);
+    return false;
+  }
+
+  #sendRetry(header: { scid: Uint8Array; dcid: Uint8Array; version: number }, remote: HostPort, key: string): void {
+    // Oldest first out: a flood of spoofed Initials cannot grow this past its cap.
+    if (this.#retried.size >= MAX_RETRIED_REMEMBERED) this.#retried.delete(this.#retried.keys().next().value!);
+    this.#retried.set(key, Date.now() + RETRY_TOKEN_LIFETIME_MS);
     if (header.dcid.length > CID_LEN) return;
     const out = Buffer.allocUnsafe(this.#options.maxUdpPayload);
     const retryScid = randomId(CID_LEN);
