@@ -5,10 +5,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import { ReverstError } from '../../shared/errors.js';
+import { LazyStore } from './lazy-store.js';
 import { MemoryStore } from './memory.js';
-import { NatsStore } from './nats.js';
 import { parseMembershipOptions, type MembershipOptions } from './options.js';
-import { RedisStore } from './redis.js';
 import { redactUrl } from '../../shared/redact.js';
 import { StoreMembership } from './store-membership.js';
 
@@ -96,7 +95,11 @@ export function createMembership(url: string, options: MembershipOptions = {}): 
   const resolved = parseMembershipOptions({ ...options, namespace: options.namespace ?? namespace });
   const logger = resolved.logger.child({ component: 'membership' });
   if (scheme === 'memory') return new StoreMembership(new MemoryStore(storeUrl.slice('memory://'.length), resolved.namespace), resolved);
-  const store = scheme === 'nats' ? new NatsStore(storeUrl, resolved.namespace, resolved.ttlMs, logger) : new RedisStore(storeUrl, resolved.namespace, logger);
+  // Each backend's client library is loaded only when a node uses that backend.
+  const store =
+    scheme === 'nats'
+      ? new LazyStore(redactUrl(storeUrl), async () => new (await import('./nats.js')).NatsStore(storeUrl, resolved.namespace, resolved.ttlMs, logger))
+      : new LazyStore(redactUrl(storeUrl), async () => new (await import('./redis.js')).RedisStore(storeUrl, resolved.namespace, logger));
   return new StoreMembership(store, resolved);
 }
 

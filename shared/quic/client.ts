@@ -1,11 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { buildConfig } from './config.js';
+import { clientConfig } from './config.js';
 import { QuicConnection, type HostPort } from './connection.js';
 import { QuicConnectTimeoutError, QuicConnectionRefusedError, QuicClosedError } from './errors.js';
 import { quiche } from './native.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, type QuicTransportOverrides, type TlsOptions } from './options.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, parseQuicOptions, udpPayloadFor, type QuicTransportOverrides, type TlsOptions } from './options.js';
+import { randomId } from './buffers.js';
 import { bindUdp } from './socket.js';
+
+/** Connect timeouts a handshake gets once the server has answered (see connectQuic). */
+const CONNECT_PATIENCE = 3;
 
 export interface QuicConnectOptions extends QuicTransportOverrides, TlsOptions {
   alpn: string[];
@@ -24,8 +27,9 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
   const options = parseQuicOptions(opts);
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const target = `${opts.host}:${opts.port}`;
-  const config = buildConfig(options, opts, false);
   const { address, family } = await lookup(opts.host);
+  const sendPayload = udpPayloadFor(options, address);
+  const config = clientConfig(options, opts, sendPayload);
   const socket = await bindUdp(family === 6 ? '::' : '0.0.0.0', 0, options.socketBuffer);
   const remote: HostPort = { host: address, port: opts.port };
   let local: HostPort;
@@ -40,7 +44,7 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     });
     const a = socket.address();
     local = { host: a.address, port: a.port };
-    native = quiche.Connection.connect(opts.serverName ?? opts.host, randomBytes(20), local, remote, config);
+    native = quiche.Connection.connect(opts.serverName ?? opts.host, randomId(20), local, remote, config);
   } catch (err) {
     // Reconnect loops call this again and again: never leave the socket behind.
     socket.close();
@@ -51,6 +55,7 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     options,
     remote,
     local,
+    sendPayload,
     sink: {
       // The socket is connected: no per-packet address (and no lookup).
       sendPacket: (buf, offset, length) => socket.send(buf, offset, length),
@@ -65,7 +70,17 @@ export async function connectQuic(opts: QuicConnectOptions): Promise<QuicConnect
     if (err.code === 'ECONNREFUSED') conn.abort(new QuicConnectionRefusedError(target, err));
   });
 
-  const timer = setTimeout(() => conn.abort(new QuicConnectTimeoutError(target, timeoutMs)), timeoutMs);
+  // A server that has answered (even with a Retry) is there and working through a crowd: giving
+  // up to dial again would only add to its load, so its handshake gets a few more timeouts.
+  const dialled = performance.now();
+  let waited = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const onTimeout = (): void => {
+    waited += timeoutMs;
+    if (conn.heardSince(dialled) && waited < timeoutMs * CONNECT_PATIENCE) timer = setTimeout(onTimeout, timeoutMs);
+    else conn.giveUp(new QuicConnectTimeoutError(target, waited));
+  };
+  timer = setTimeout(onTimeout, timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       conn.once('established', resolve);

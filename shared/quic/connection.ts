@@ -12,6 +12,7 @@ import {
 } from './errors.js';
 import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnectionError, type Stats } from './native.js';
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
+import { sendSlab } from './buffers.js';
 import { onStall } from './stall-watch.js';
 import { QuicStream, type StreamHost } from './stream.js';
 
@@ -25,6 +26,12 @@ export interface PacketSink {
   sendPacket(buf: Buffer, offset: number, length: number, to: HostPort): void;
   /** The connection has ended; forget it (and close a client's socket). */
   release(conn: QuicConnection): void;
+  /**
+   * Runs `conn.runTurn()` soon, after the current batch of I/O, together with the other
+   * connections of the endpoint (see QuicServer). Without it, each connection sets its own
+   * immediate.
+   */
+  runSoon?(conn: QuicConnection): void;
 }
 
 /** A graceful close waits at most this long for the peer to acknowledge what was sent. */
@@ -33,7 +40,14 @@ const ACK_WAIT_LIMIT_MS = 1_000;
 const LOSS_TIMER_CEILING_MS = 1_000;
 // Packets handed to the socket per loop turn before reads get a turn again.
 const MAX_PACKETS_PER_TURN = 128;
-const SLAB_SIZE = 256 << 10;
+/**
+ * Acknowledge at once when a turn brings this many datagrams, as RFC 9000 §13.2.2 advises, so a
+ * sender is never held back. Counted per turn, not since the last flush: datagrams that carry
+ * only acknowledgements need none, and counting them (they cannot be told apart here) would have
+ * each side answer the other's lone acknowledgement with one of its own, two datagrams each way
+ * per request for good.
+ */
+const ACK_EVERY = 2;
 /** A liveness check that runs this late means this process was blocked: it proves nothing about the peer. */
 const LATE_CHECK_MS = 250;
 /** How often streams with nothing to write ask quiche whether the peer abandoned them (see QuicStream#checkAbandoned). */
@@ -54,6 +68,27 @@ const STALL_PROBE_PINGS = 3;
 const STALL_BACKLOG_MS = 100;
 /** The longest drain after the peer's close (see #limitPeerCloseDrain); normally 3 PTO, well under this. */
 const PEER_CLOSE_DRAIN_LIMIT_MS = 1_000;
+
+// One sweep for every established connection of the process, not a timer each: ten thousand
+// idle tunnels then cost one callback a second instead of ten thousand.
+const swept = new Set<QuicConnection>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+function startSweeping(conn: QuicConnection): void {
+  swept.add(conn);
+  if (sweepTimer) return;
+  sweepTimer = setInterval(() => {
+    for (const c of swept) c.sweepAbandoned();
+  }, ABANDONED_SWEEP_MS);
+  sweepTimer.unref();
+}
+
+function stopSweeping(conn: QuicConnection): void {
+  swept.delete(conn);
+  if (swept.size > 0 || !sweepTimer) return;
+  clearInterval(sweepTimer);
+  sweepTimer = undefined;
+}
 
 interface OpenWaiter {
   resolve(stream: QuicStream): void;
@@ -84,6 +119,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   readonly #options: QuicTransportOptions;
   readonly #sink: PacketSink;
+  /** Largest UDP payload we send: larger to a peer on this machine. */
+  readonly #sendPayload: number;
   readonly #streams = new Map<number, QuicStream>();
   readonly #writers = new Set<QuicStream>();
   readonly #readers = new Set<QuicStream>();
@@ -96,10 +133,15 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #reserved = 0;
 
   #scheduled = false;
+  // What the next flush is for: datagrams to acknowledge, and whether anything else waits to go out.
+  #unacked = 0;
+  #turnDatagrams = 0;
+  #mustFlush = false;
+  #ackDue = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDeadline = 0;
-  #keepAlive: NodeJS.Timeout | undefined;
-  #abandonedSweep: NodeJS.Timeout | undefined;
+  /** When the next keep-alive ping is due (performance.now()), 0 for none: it shares #timer. */
+  #keepAliveDue = 0;
   // Liveness (see #trackUnanswered): when a datagram last arrived, and since when sent data has waited.
   #lastHeard = 0;
   #lastInFlight = 0;
@@ -113,8 +155,6 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #unwatchStalls: (() => void) | undefined;
   #probing = false;
   #peerCloseLimit: NodeJS.Timeout | undefined;
-  #slab = Buffer.allocUnsafe(SLAB_SIZE);
-  #slabOffset = 0;
 
   #established = false;
   #closing = false;
@@ -123,12 +163,16 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #closeRequest: { code: number; reason: string } | undefined;
   #resolveClosed!: (info: QuicCloseInfo) => void;
 
-  constructor(native: NativeConnection, init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort }) {
+  constructor(
+    native: NativeConnection,
+    init: { isServer: boolean; options: QuicTransportOptions; sink: PacketSink; remote: HostPort; local: HostPort; sendPayload: number },
+  ) {
     super();
     this.native = native;
     this.isServer = init.isServer;
     this.#options = init.options;
     this.#sink = init.sink;
+    this.#sendPayload = init.sendPayload;
     this.remoteAddress = init.remote;
     this.localAddress = init.local;
     // Bidi stream ids: client-opened 0, 4, 8…; server-opened 1, 5, 9…
@@ -240,6 +284,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
   }
 
+  /** Lets streams that finished reading and have nothing to write learn whether the peer gave up on them (see QuicStream#checkAbandoned). */
+  sweepAbandoned(): void {
+    for (const stream of this.#streams.values()) stream.checkAbandoned();
+  }
+
   // --- used by endpoints -------------------------------------------------
 
   /** A datagram for this connection arrived. */
@@ -249,6 +298,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       this.native.recv(data, { from, to: this.localAddress });
       // Only a packet quiche took counts as hearing from the peer: not garbage or spoofs.
       this.#lastHeard = performance.now();
+      this.#unacked++;
+      this.#turnDatagrams++;
       if (this.#suspect) {
         this.#suspect = false;
         this.emit('responsive');
@@ -257,6 +308,22 @@ export class QuicConnection extends EventEmitter implements StreamHost {
       // A packet quiche rejects (undecryptable, stale) is dropped; fatal errors surface as isClosed().
     }
     this.schedule();
+  }
+
+  /**
+   * Give up on the connection at once, telling the peer (a transport close it need not
+   * answer), so that it can let go too: a server counts a handshake given up by its client
+   * against its handshakes in progress until it hears so.
+   */
+  giveUp(err: QuicError): void {
+    if (this.#final) return;
+    try {
+      this.native.close(false, 0, Buffer.from(err.message.slice(0, 100)));
+      this.#flush();
+    } catch {
+      // Already closing.
+    }
+    this.abort(err);
   }
 
   /** End the connection at once with a local error (connect timeout, refused). */
@@ -270,10 +337,20 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   schedule(): void {
     if (this.#scheduled || this.#final) return;
     this.#scheduled = true;
-    setImmediate(this.#turn);
+    if (this.#sink.runSoon) this.#sink.runSoon(this);
+    else setImmediate(this.#turn);
+  }
+
+  /** The turn schedule() asked for, run by the endpoint that batches them. */
+  runTurn(): void {
+    this.#turn();
   }
 
   // --- StreamHost ----------------------------------------------------------
+
+  handedOver(): void {
+    this.#mustFlush = true;
+  }
 
   wantWrite(stream: QuicStream): void {
     this.#writers.add(stream);
@@ -333,50 +410,73 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
     while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
 
-    this.#flush();
-    // Sending can free capacity (quiche recomputes it while it builds packets) with
-    // no later event to retry on: a writer left blocked now could wait forever.
-    if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
+    if (this.#ackMayWait()) {
+      this.#ackDue ||= performance.now() + this.#options.ackDelayMs;
+    } else {
+      this.#flush();
+      // Sending can free capacity (quiche recomputes it while it builds packets) with
+      // no later event to retry on: a writer left blocked now could wait forever.
+      if (blocked && this.#pumpUnblocked(blocked)) this.#flush();
+    }
 
-    // A handshake the peer refused is over once it says so; an established connection
-    // keeps delivering what had arrived before the peer's close while quiche drains.
-    if (native.isClosed() || (!this.#established && native.isDraining())) this.#finalize();
+    // A handshake the peer refused is over once it says so. After an established connection's
+    // peer closed, nothing more can come or go: quiche would keep it draining for three probe
+    // timeouts (seconds on a busy node, tens after a freeze of this process), and with it the
+    // peer's place in every count. What had arrived is handed to the streams above; only a
+    // reader that is behind holds the connection, for PEER_CLOSE_DRAIN_LIMIT_MS at most.
+    if (native.isClosed() || (native.isDraining() && (!this.#established || (native.peerError() !== null && !this.#readerBehind())))) this.#finalize();
     else {
       if (this.#established && native.isDraining()) this.#limitPeerCloseDrain();
       this.#armTimer();
     }
   };
 
+  /** A stream whose reader paused with data of the peer's still in quiche. */
+  #readerBehind(): boolean {
+    for (const s of this.#streams.values()) if (s.readerBehind) return true;
+    return false;
+  }
+
   /**
-   * quiche drains for 3 PTO after the peer's close; a freeze of this process inflates
-   * the PTO (its round-trip samples include the freeze) to tens of seconds, all of it
-   * spent on a connection that is over. What had arrived is delivered well within this cap.
+   * The cap on waiting for a reader that is behind after the peer's close (see #turn).
    */
   #limitPeerCloseDrain(): void {
     if (this.#peerCloseLimit || this.native.peerError() === null) return;
     this.#peerCloseLimit = setTimeout(() => this.#finalize(), PEER_CLOSE_DRAIN_LIMIT_MS);
   }
 
+  /**
+   * Nothing but an acknowledgement of one datagram would go out now: hold it back so it rides
+   * with the data that usually follows (writes made while this turn delivered reads go out on
+   * the next turn), until ackDelayMs has passed. Only an established connection with nothing
+   * of its own to send waits.
+   */
+  #ackMayWait(): boolean {
+    const arrived = this.#turnDatagrams;
+    this.#turnDatagrams = 0;
+    if (this.#mustFlush || !this.#established || this.#closing || this.#unacked === 0 || arrived >= ACK_EVERY) return false;
+    return this.#ackDue === 0 || performance.now() < this.#ackDue;
+  }
+
   #flush(): void {
+    this.#unacked = 0;
+    this.#mustFlush = false;
+    this.#ackDue = 0;
     const native = this.native;
-    const max = this.#options.maxUdpPayload;
+    const slab = sendSlab;
     for (let i = 0; i < MAX_PACKETS_PER_TURN; i++) {
-      if (SLAB_SIZE - this.#slabOffset < max) {
-        // The socket may still hold the old slab's packets: start a new one.
-        this.#slab = Buffer.allocUnsafe(SLAB_SIZE);
-        this.#slabOffset = 0;
-      }
+      const room = slab.room(this.#sendPayload);
       let r: [number, unknown] | null;
       try {
-        r = native.send(this.#slab.subarray(this.#slabOffset, this.#slabOffset + max));
+        r = native.send(room);
       } catch {
         // quiche closes the connection on fatal send errors; isClosed() reports it.
         return;
       }
       if (r === null) return;
       const len = r[0];
-      this.#sink.sendPacket(this.#slab, this.#slabOffset, len, this.remoteAddress);
-      this.#slabOffset += len;
+      slab.used(len);
+      this.#sink.sendPacket(room, 0, len, this.remoteAddress);
     }
     // More to send: yield so reads (acks) get their turn, then continue.
     this.schedule();
@@ -411,8 +511,15 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   #armTimer(): void {
-    const ms = this.native.timeout();
-    if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(ms);
+    const quicheMs = this.native.timeout();
+    if (this.#established && !this.#closeSent && this.#options.unresponsiveTimeoutMs > 0) this.#trackUnanswered(quicheMs);
+    // One timer for quiche's deadline, a held-back acknowledgement and the next keep-alive.
+    let ms = quicheMs;
+    if (this.#ackDue !== 0 || this.#keepAliveDue !== 0) {
+      const now = performance.now();
+      const ours = Math.min(this.#ackDue || Infinity, this.#keepAliveDue || Infinity) - now;
+      ms = Math.max(0, Math.min(quicheMs ?? Infinity, ours));
+    }
     if (ms === null) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -429,7 +536,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#final) return;
+    // Early for quiche when it fired for one of ours: then it does nothing.
     this.native.onTimeout();
+    if (this.#keepAliveDue !== 0 && performance.now() >= this.#keepAliveDue - 1 && !this.#closing) {
+      this.native.sendAckEliciting();
+      this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
+    }
+    this.#mustFlush = true;
     this.#turn();
   };
 
@@ -547,6 +660,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
         } catch {
           return; // closing already
         }
+        this.#mustFlush = true; // a ping, not an acknowledgement to hold back
         this.schedule();
         await pause(STALL_PROBE_MS / STALL_PROBE_PINGS);
       }
@@ -572,25 +686,16 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #onEstablished(): void {
     this.#established = true;
+    // The last of the handshake (a client's Finished, a server's HANDSHAKE_DONE) goes at once.
+    this.#mustFlush = true;
+    if (this.#options.keepAliveMs > 0) this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
     if (this.#options.unresponsiveTimeoutMs > 0) {
       // A probe that fails (a close listener that throws, say) must not become an unhandled rejection.
       const probe = (): void =>
         void this.#probeAfterStall().catch((err: unknown) => this.abort(new QuicError('ERR_QUIC_PROTOCOL', 'liveness probe failed', { cause: err })));
       this.#unwatchStalls = onStall(probe);
     }
-    const every = this.#options.keepAliveMs;
-    if (every > 0) {
-      this.#keepAlive = setInterval(() => {
-        if (this.#final || this.#closing) return;
-        this.native.sendAckEliciting();
-        this.schedule();
-      }, every);
-      this.#keepAlive.unref();
-    }
-    this.#abandonedSweep = setInterval(() => {
-      for (const stream of this.#streams.values()) stream.checkAbandoned();
-    }, ABANDONED_SWEEP_MS);
-    this.#abandonedSweep.unref();
+    startSweeping(this);
     this.emit('established');
   }
 
@@ -643,6 +748,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   #shutdown(id: number, direction: number, code: number): void {
+    this.#mustFlush = true;
     try {
       this.native.streamShutdown(id, direction, code);
     } catch {
@@ -661,6 +767,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     } catch {
       // Already closing (quiche says Done).
     }
+    this.#mustFlush = true;
     this.#turn();
     // quiche drains for 3 PTO after CONNECTION_CLOSE; cap the wait whatever the PTO.
     if (!this.#final) setTimeout(() => this.#finalize(), CLOSE_DRAIN_LIMIT_MS).unref();
@@ -694,15 +801,14 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#final = true;
     this.#closing = true;
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#keepAlive) clearInterval(this.#keepAlive);
-    if (this.#abandonedSweep) clearInterval(this.#abandonedSweep);
+    stopSweeping(this);
     if (this.#liveness) clearTimeout(this.#liveness);
     if (this.#suspectTimer) clearTimeout(this.#suspectTimer);
     if (this.#peerCloseLimit) clearTimeout(this.#peerCloseLimit);
     this.#unwatchStalls?.();
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);
-    for (const s of [...this.#streams.values()]) s.destroy(err);
+    for (const s of [...this.#streams.values()]) s.connectionEnded(err);
     this.#streams.clear();
     this.#writers.clear();
     this.#readers.clear();

@@ -19,6 +19,8 @@ export interface StreamHost {
   wantRead(stream: QuicStream): void;
   /** First bytes (or FIN) accepted by quiche: the stream now exists on the wire. */
   streamCreated(stream: QuicStream): void;
+  /** quiche took bytes or a FIN from a stream: they are to be sent, not held back. */
+  handedOver(): void;
   /** The stream is gone; reset whichever directions did not finish. */
   streamClosed(stream: QuicStream, unfinished: { read: boolean; write: boolean }, code: number): void;
 }
@@ -59,6 +61,11 @@ export class QuicStream extends Duplex {
 
   get created(): boolean {
     return this.#created;
+  }
+
+  /** Our reader paused (its buffer is full) while quiche may hold more of the peer's data. */
+  get readerBehind(): boolean {
+    return this.#readPaused && !this.#readDone && !this.destroyed;
   }
 
   // net.Socket look-alikes that node:http reads or calls.
@@ -234,6 +241,7 @@ export class QuicStream extends Duplex {
   }
 
   #markCreated(): void {
+    this.#host.handedOver();
     if (this.#created) return;
     this.#created = true;
     this.#host.streamCreated(this);
@@ -261,6 +269,20 @@ export class QuicStream extends Duplex {
   }
 
   /**
+   * The connection is gone. A stream that had received everything keeps it for its reader
+   * (the peer may close right behind its last bytes) and is destroyed once that is read;
+   * any other ends with `err`.
+   */
+  connectionEnded(err: Error): void {
+    if (this.destroyed) return;
+    if (!this.#readDone || this.readableEnded) return void this.destroy(err);
+    this.#finSent = true; // nothing of ours can reach the peer now: fail writes, reset nothing
+    this.#queue = [];
+    this.#queued = 0;
+    this.once('end', () => this.destroy());
+  }
+
+  /**
    * quiche tells of the peer's STOP_SENDING only through our next write, and
    * forgets a reset that arrives after our reading finished. A stream with
    * nothing to write (a long poll, a slow handler) would never learn that the
@@ -268,7 +290,9 @@ export class QuicStream extends Duplex {
    * on a direction still being read is seen by the reader, once it reads.)
    */
   checkAbandoned(): void {
-    if (this.destroyed || this.#finRequested || this.#queue.length > 0) return;
+    // While reading, the reader sees a reset; only STOP_SENDING could go unseen, and our peers
+    // send it only with a reset. So a stream still reading (a tunnel's control stream) is skipped.
+    if (!this.#readDone || this.destroyed || this.#finRequested || this.#queue.length > 0) return;
     this.#stillOpen();
   }
 
