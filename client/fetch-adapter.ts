@@ -6,7 +6,7 @@
 import type { Duplex } from 'node:stream';
 import type { RequestHead } from '../shared/heads.js';
 import type { Logger } from '../shared/log.js';
-import { type StreamServer, type TunnelRequest, writeResponseHead, writeTextResponse } from './tunnel-request.js';
+import { type StreamServer, type TunnelRequest, discardBody, writeResponseHead, writeTextResponse } from './tunnel-request.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -134,15 +134,23 @@ async function serve(handler: FetchHandler, { head, stream }: TunnelRequest, log
   } catch (err) {
     logger.debug('unusable request', { method: head.method, url: head.target, error: err });
     writeTextResponse(stream, 400, 'bad request');
+    discardBody(stream);
     return;
   }
+  await answer(handler, request, head, stream, visitorGone.signal, logger);
+  // A body the handler never touched is dropped; one it holds a reader of is its own to finish.
+  if (!request.body) discardBody(stream);
+  else if (!request.body.locked) await request.body.cancel().catch(() => {});
+}
 
+/** The handler's response (or a 500 for a handler that failed) onto the tunnel stream. */
+async function answer(handler: FetchHandler, request: Request, head: RequestHead, stream: Duplex, visitorGone: AbortSignal, logger: Logger): Promise<void> {
   let response: Response;
   try {
     response = await handler(request);
     if (!isResponse(response)) throw new TypeError(`the fetch handler returned ${typeof response}, not a Response`);
   } catch (err) {
-    if (visitorGone.signal.aborted) logger.debug('handler failed after the visitor left', { url: head.target, error: err });
+    if (visitorGone.aborted) logger.debug('handler failed after the visitor left', { url: head.target, error: err });
     else logger.error('fetch handler failed', { method: head.method, url: head.target, error: err });
     writeTextResponse(stream, 500, 'internal server error');
     return;
@@ -151,7 +159,7 @@ async function serve(handler: FetchHandler, { head, stream }: TunnelRequest, log
   try {
     await sendWebResponse(response, head, stream);
   } catch (err) {
-    if (visitorGone.signal.aborted) logger.debug('visitor left before the response ended', { url: head.target });
+    if (visitorGone.aborted) logger.debug('visitor left before the response ended', { url: head.target });
     else logger.warn('response body failed midway', { method: head.method, url: head.target, error: err });
     stream.destroy();
   }

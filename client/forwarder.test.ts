@@ -6,7 +6,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { collect, onCleanup, randomStream, sha256, startHttpServer, useCleanup } from '../test/harness/index.js';
 import { GROUP } from '../test/e2e/helpers.js';
-import { rawExchange, rawRequest, throughNode } from '../test/e2e/through-node.js';
+import { postBodies, rawExchange, rawRequest, throughNode, watchStreams } from '../test/e2e/through-node.js';
 import { createForwarder, type ForwarderOptions } from './forwarder.js';
 
 useCleanup();
@@ -73,15 +73,24 @@ describe('forwarding to a local origin', () => {
     expect(await sha256(res)).toBe(await sha256(randomStream(5 << 20, 'down')));
   });
 
+  it('lets go of each request stream whose body the origin leaves unread', async () => {
+    const origin = await startHttpServer((_req, res) => res.end('ok'));
+    const forwarder = createForwarder({ origin: new URL(origin.url) });
+    onCleanup(() => forwarder.close());
+    const watched = watchStreams(forwarder);
+    const { port } = await throughNode(watched.handler);
+    expect(new Set(await postBodies(port))).toEqual(new Set(['200 ok']));
+    await Promise.all(watched.closed);
+  });
+
   it('lets go of the origin request when the visitor leaves mid-response', async () => {
     let originClosedEarly: Promise<boolean> | undefined;
-    let written = 0;
     const origin = await startHttpServer((_req, res) => {
       originClosedEarly = new Promise((resolve) => res.once('close', () => resolve(!res.writableFinished)));
       // An endless download: only the visitor leaving can end it.
       const chunk = Buffer.alloc(64 << 10);
       const pump = () => {
-        while (!res.destroyed && res.write(chunk)) written += chunk.length;
+        while (!res.destroyed && res.write(chunk));
       };
       res.on('drain', pump);
       pump();
@@ -97,10 +106,8 @@ describe('forwarding to a local origin', () => {
       }),
     );
     visitor.resetAndDestroy();
+    // The origin's response closed before it ended: it can write no more.
     expect(await originClosedEarly).toBe(true);
-    const after = written;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(written).toBe(after);
   });
 
   it('lets go of the origin request when the visitor leaves before the response began', async () => {

@@ -14,7 +14,7 @@ import { type Dispatcher, Pool } from 'undici';
 import { ReverstError } from '../shared/errors.js';
 import { HOP_BY_HOP } from '../shared/http.js';
 import { type Logger, silentLogger } from '../shared/log.js';
-import { type TunnelHandler, type TunnelRequest, writeResponseHead, writeTextResponse } from './tunnel-request.js';
+import { type TunnelHandler, type TunnelRequest, discardBody, writeResponseHead, writeTextResponse } from './tunnel-request.js';
 
 /** An origin silent this long (no bytes either way) is given up on: 504 before the response, a cut after. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 60_000;
@@ -106,12 +106,18 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 /** The request body as a Readable of its own, fed from the tunnel stream with backpressure. */
 function requestBody(stream: Readable): Readable {
   const body = new Readable({ read: () => void stream.resume() });
-  stream.on('data', (chunk: Buffer) => {
+  const feed = (chunk: Buffer): void => {
     if (!body.push(chunk)) stream.pause();
-  });
+  };
+  stream.on('data', feed);
   stream.once('end', () => body.push(null));
   stream.once('close', () => {
     if (!stream.readableEnded) body.destroy(new Error('the visitor went away'));
+  });
+  // undici lets go of the body when the exchange ends, read or not (an origin may answer first).
+  body.once('close', () => {
+    stream.off('data', feed);
+    discardBody(stream);
   });
   return body;
 }

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../shared/log.js';
-import { type StreamServer, type TunnelRequest, writeResponseHead, writeTextResponse } from './tunnel-request.js';
+import { type StreamServer, type TunnelRequest, discardBody, writeResponseHead, writeTextResponse } from './tunnel-request.js';
 
 /** One end of an in-memory connection; what is written to one end is read from the other. */
 class PipeEnd extends Duplex {
@@ -111,11 +111,19 @@ function serve(server: http.Server, { head, stream }: TunnelRequest, logger: Log
   });
 
   let answered = false;
+  // The server's answer is over: what it left unread of the body is read and dropped.
+  const done = (): void => {
+    stream.unpipe(req);
+    discardBody(stream);
+  };
   const fail = (error: Error): void => {
+    // A connection torn down after the answer went out whole (see 'end' below) cuts nothing.
+    if (stream.writableEnded) return;
     if (answered) return void stream.destroy();
     answered = true;
     logger.warn('the request handler failed', { method: head.method, url: head.target, error: error.message });
     writeTextResponse(stream, 502, 'bad gateway: the request handler failed');
+    done();
   };
   req.on('error', fail);
   // The visitor left (the node reset the stream): the handler's request goes too.
@@ -133,6 +141,7 @@ function serve(server: http.Server, { head, stream }: TunnelRequest, logger: Log
     res.once('end', () => {
       stream.end();
       client.destroy();
+      done();
     });
     res.once('error', () => stream.destroy());
   });

@@ -224,7 +224,13 @@ class RequestStreams {
         ({ head, rest }) => {
           // Synchronously, before a FIN that came with the head ends the stream.
           if (rest.length > 0) stream.unshift(rest);
-          serve({ head, stream });
+          try {
+            serve({ head, stream });
+          } catch (error) {
+            // A handler's bug fails its request, not the process (this runs in the connection's read loop).
+            logger.error('the request handler threw', { stream: stream.id, error });
+            stream.destroy();
+          }
         },
         (error) => {
           // A head this client cannot read was not processed: the node may send it elsewhere.

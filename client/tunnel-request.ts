@@ -2,9 +2,9 @@
  * A request as it arrives through a tunnel: its v2 head and the stream it came on.
  * Every handler form (handler.ts) is served through this shape.
  */
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { type RequestHead, encodeResponseHead } from '../shared/heads.js';
-import { HOP_BY_HOP } from '../shared/http.js';
+import { stopsHere } from '../shared/http.js';
 
 /** One request that arrived through the tunnel. */
 export interface TunnelRequest {
@@ -29,8 +29,7 @@ export interface TunnelHandler {
 export function writeResponseHead(stream: Duplex, status: number, reason: string, headers: readonly string[], keepUpgrade = false): void {
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
-    const lower = headers[i]!.toLowerCase();
-    if (!HOP_BY_HOP.has(lower) || (keepUpgrade && lower === 'upgrade')) out.push(headers[i]!, headers[i + 1]!);
+    if (!stopsHere(headers[i]!.toLowerCase(), keepUpgrade)) out.push(headers[i]!, headers[i + 1]!);
   }
   stream.write(encodeResponseHead({ status, reason, headers: out }));
 }
@@ -41,4 +40,15 @@ export function writeTextResponse(stream: Duplex, status: number, text: string):
   const body = `${text}\n`;
   writeResponseHead(stream, status, '', ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body))]);
   stream.end(body);
+}
+
+/**
+ * Reads and drops what is left of a request body once nothing will read it (the answer
+ * went out without it). Bytes the node already sent count against the tunnel's
+ * flow-control windows until they are read, and a few dozen such bodies would freeze
+ * every request on the tunnel; the node resets a body it is still sending once the
+ * answer is whole, so this reads no more than was in flight.
+ */
+export function discardBody(stream: Readable): void {
+  if (!stream.readableEnded && !stream.destroyed) stream.resume();
 }

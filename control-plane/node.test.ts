@@ -1,10 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { eventually } from '../test/contract/eventually.js';
-import { onCleanup, spawnNode, useCleanup } from '../test/harness/index.js';
+import { onCleanup, spawnNode, useCleanup, tempDir } from '../test/harness/index.js';
 import { silentLogger } from '../shared/log.js';
 import { parseControlPlaneFlags } from './flags.js';
 import { startControlPlane } from './node.js';
@@ -14,7 +13,7 @@ useCleanup();
 const TOKEN = 'node-entry-token';
 
 function groupsFile(text = 'groups:\n  a:\n    hosts: [a.test]\n'): string {
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'reverst-cp-node-')), 'groups.yml');
+  const file = path.join(tempDir('reverst-cp-node-'), 'groups.yml');
   writeFileSync(file, text);
   return file;
 }

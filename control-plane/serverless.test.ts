@@ -3,16 +3,15 @@
  * answers in a real workerd (miniflare) exactly as the Node entry does, and the Lambda entry
  * answers API Gateway events.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Miniflare } from 'miniflare';
 import { describe, expect, it } from 'vitest';
 import { eventually } from '../test/contract/eventually.js';
-import { freePort, onCleanup, startHttpServer, useCleanup } from '../test/harness/index.js';
+import { freePort, onCleanup, startHttpServer, useCleanup, tempDir } from '../test/harness/index.js';
 import { silentLogger } from '../shared/log.js';
 import { startControlPlane } from './node.js';
 import { controlPlaneFromEnv } from './serverless.js';
@@ -117,7 +116,7 @@ describe('the control plane core off Node', () => {
     });
     onCleanup(() => worker.dispose());
 
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-serverless-'));
+    const dir = tempDir('reverst-serverless-');
     writeFileSync(path.join(dir, 'groups.yml'), config);
     const node = await startControlPlane({
       groups: path.join(dir, 'groups.yml'),

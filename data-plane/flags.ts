@@ -70,7 +70,12 @@ export const NODE_FLAGS = [
     conflicts: { 'cluster-secret-file': 'give the secret one way' },
   },
   { long: 'cluster-secret-file', kind: 'string', value: 'PATH', help: 'file (or k8s://secret/<ns>/<name>/<key>) holding the cluster secret' },
-  { long: 'request-timeout', kind: 'duration', help: 'longest wait for a response head from a tunnel (504 after)', default: '1m0s' },
+  {
+    long: 'request-timeout',
+    kind: 'duration',
+    help: 'longest wait for a response head, counted from the last request byte sent on (504 after)',
+    default: '1m0s',
+  },
   { long: 'max-header-size', kind: 'size', help: 'largest request header section accepted (431 above)', default: '16KiB' },
   { long: 'max-body-size', kind: 'size', help: 'largest request body accepted, 0 for no limit (413 above)', default: '0' },
   { long: 'drain-timeout', kind: 'duration', help: 'on SIGTERM, how long in-flight requests get to finish', default: '30s' },

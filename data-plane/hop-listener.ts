@@ -9,7 +9,8 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { ProtocolError } from '../shared/errors.js';
 import { type RequestHead, type ResponseHead, decodeRequestHead, encodeResponseHead, splitHead } from '../shared/heads.js';
-import type { Logger } from '../shared/log.js';
+import { type Logger, silentLogger } from '../shared/log.js';
+import { clip, type RateLimitedLog, rateLimited } from '../shared/log-limits.js';
 import { secretChecker } from './hop.js';
 import { Answer, ChunkReader, HOP_MAGIC, WireReader, chunkHeader, endOfBody, shortString } from './hop-wire.js';
 import type { Metrics } from './metrics.js';
@@ -17,9 +18,14 @@ import type { PublicProxy } from './proxy.js';
 import type { ProxyError } from './proxy-errors.js';
 import { type Visitor, relay } from './visitors.js';
 
+/** How long a new connection has to prove the cluster secret before it is closed. */
+export const DEFAULT_PREAMBLE_TIMEOUT_MS = 10_000;
+
 export interface HopListenerDeps {
   /** Shared by the cluster's nodes; a connection without it is refused and carries nothing. */
   secret: string;
+  /** DEFAULT_PREAMBLE_TIMEOUT_MS when unset. */
+  preambleTimeoutMs?: number | undefined;
   metrics: Metrics;
   proxy: Pick<PublicProxy, 'serveHop'>;
   /** Called for each request served, so a drain can wait for it. */
@@ -34,11 +40,14 @@ export class HopListener extends net.Server {
   constructor(deps: HopListenerDeps) {
     super({ allowHalfOpen: true, noDelay: true });
     const secretMatches = secretChecker(deps.secret);
+    // Anyone who can reach the port can make these: a flood of them costs a few lines.
+    const warnings = rateLimited(deps.logger ?? silentLogger, { summary: 'hop warnings not logged (rate limit)' });
+    const preambleTimeoutMs = deps.preambleTimeoutMs ?? DEFAULT_PREAMBLE_TIMEOUT_MS;
     this.on('connection', (socket: net.Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
       socket.on('error', () => {});
-      new HopSession(socket, deps, secretMatches);
+      new HopSession(socket, deps, secretMatches, warnings, preambleTimeoutMs);
     });
   }
 
@@ -62,11 +71,17 @@ class HopSession {
   #visitor: HopVisitor | undefined;
   #requestDone = false;
 
+  readonly #preambleTimer: NodeJS.Timeout;
+
   constructor(
     readonly socket: net.Socket,
     private readonly deps: HopListenerDeps,
     private readonly secretMatches: (given: string | undefined) => boolean,
+    private readonly warnings: RateLimitedLog,
+    preambleTimeoutMs: number,
   ) {
+    // A connection that never proves the secret holds a socket for nothing.
+    this.#preambleTimer = setTimeout(() => socket.destroy(), preambleTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     // The sending node half-closes only an upgrade's stream; any other end means it went away.
     socket.on('end', () => {
@@ -74,6 +89,7 @@ class HopSession {
       else socket.destroy();
     });
     socket.on('close', () => {
+      clearTimeout(this.#preambleTimer);
       this.#body?.destroy();
       this.#visitor?.gone();
     });
@@ -92,7 +108,7 @@ class HopSession {
       if (this.#state === 'request') this.#request();
     } catch (error) {
       this.deps.metrics.hopReceived.inc({ result: 'bad_request' });
-      this.deps.logger?.warn('malformed hop request: connection closed', { remote: this.socket.remoteAddress, error: (error as Error).message });
+      this.warnings.warn('malformed hop request: connection closed', { remote: this.socket.remoteAddress, error: clip((error as Error).message, 200) });
       this.socket.destroy();
     }
   }
@@ -114,10 +130,11 @@ class HopSession {
     }
     if (!this.secretMatches(secret)) {
       this.deps.metrics.hopReceived.inc({ result: 'unauthorized' });
-      this.deps.logger?.warn('hop connection refused: wrong cluster secret', { remote: this.socket.remoteAddress, from: from.slice(0, 64) });
+      this.warnings.warn('hop connection refused: wrong cluster secret', { remote: this.socket.remoteAddress, from: clip(from) });
       this.#refuse('wrong cluster secret');
       return false;
     }
+    clearTimeout(this.#preambleTimer);
     this.#state = 'request';
     return true;
   }

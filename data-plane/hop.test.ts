@@ -6,11 +6,12 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { onCleanup, randomStream, sha256, useCleanup } from '../test/harness/index.js';
-import { type RequestHead, type ResponseHead, decodeResponseHead, encodeRequestHead, readHead } from '../shared/heads.js';
-import { silentLogger } from '../shared/log.js';
+import { type RequestHead, type ResponseHead, decodeResponseHead, encodeRequestHead, encodeResponseHead, readHead } from '../shared/heads.js';
+import { createLogger, silentLogger } from '../shared/log.js';
+import { DEFAULT_LOG_BURST } from '../shared/log-limits.js';
 import type { Far } from './far.js';
 import { HopClient, HopNoTunnelError, HopRefusedError } from './hop.js';
-import { type HopListener, createHopListener } from './hop-listener.js';
+import { type HopListener, type HopListenerDeps, createHopListener } from './hop-listener.js';
 import { Metrics } from './metrics.js';
 import type { HopRequest } from './proxy.js';
 import { ProxyError } from './proxy-errors.js';
@@ -19,9 +20,12 @@ useCleanup();
 
 const SECRET = 'hop-test-secret';
 
-async function listen(serve: (request: HopRequest) => void): Promise<{ listener: HopListener; address: string; connections: () => number }> {
+async function listen(
+  serve: (request: HopRequest) => void,
+  options: Partial<HopListenerDeps> = {},
+): Promise<{ listener: HopListener; address: string; connections: () => number }> {
   let connections = 0;
-  const listener = createHopListener({ secret: SECRET, metrics: new Metrics(), proxy: { serveHop: serve }, track: () => {} });
+  const listener = createHopListener({ secret: SECRET, metrics: new Metrics(), proxy: { serveHop: serve }, track: () => {}, ...options });
   listener.on('connection', () => connections++);
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
@@ -149,5 +153,51 @@ describe('the hop', () => {
     expect((failed as Error).message).toBe('node far refused the hop: wrong cluster secret');
     expect(far.unprocessed(failed)).toBe(true);
     expect(served).toBe(0);
+  });
+
+  it('closes a connection that does not prove the secret in time, and keeps one that did', async () => {
+    const { address, connections } = await listen(digestServer(), { preambleTimeoutMs: 300 });
+    const hop = client();
+    const target = { id: 'far', address };
+    expect((await exchange(await hop.open(target, 'g', head()), head())).head.status).toBe(200);
+    // Opened after the first, and closed by the listener: its time ran out, and so would the first's.
+    const [host, port] = address.split(':');
+    const silent = net.connect(Number(port), host);
+    silent.on('error', () => {});
+    silent.write(Buffer.from('RVSTHOP2'));
+    await once(silent, 'close');
+    expect((await exchange(await hop.open(target, 'g', head()), head())).head.status).toBe(200);
+    expect(connections()).toBe(2);
+  });
+
+  it('logs at most a burst of refused connections, however many come', async () => {
+    const lines: Array<{ msg: string }> = [];
+    const logger = createLogger({ level: 'debug', stream: { write: (line: string) => lines.push(JSON.parse(line) as { msg: string }) } });
+    const { address } = await listen(digestServer(), { logger });
+    const wrong = client('not the secret');
+    for (let i = 0; i < DEFAULT_LOG_BURST + 10; i++) {
+      const failed = await exchange(await wrong.open({ id: 'far', address }, 'g', head()), head()).catch((error: unknown) => error);
+      expect(failed).toBeInstanceOf(HopRefusedError);
+    }
+    expect(lines.filter((l) => l.msg === 'hop connection refused: wrong cluster secret')).toHaveLength(DEFAULT_LOG_BURST);
+  });
+
+  it('does not reuse a connection whose far node sent more after "no tunnel here"', async () => {
+    // A far node out of step: after its "no tunnel" answer come the bytes of a response nobody asked for.
+    let requests = 0;
+    const server = net.createServer((socket) =>
+      socket.on('data', () => {
+        const answer = encodeResponseHead({ status: ++requests === 1 ? 200 : 201, reason: '', headers: [] });
+        const stale = Buffer.concat([Buffer.from([0x01]), answer, Buffer.alloc(4)]);
+        socket.write(requests === 1 ? Buffer.concat([Buffer.from([0x02]), stale]) : Buffer.concat([Buffer.from([0x01]), answer, Buffer.alloc(4)]));
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const hop = client();
+    const target = { id: 'far', address: `127.0.0.1:${(server.address() as net.AddressInfo).port}` };
+    expect(await exchange(await hop.open(target, 'g', head()), head()).catch((error: unknown) => error)).toBeInstanceOf(HopNoTunnelError);
+    expect((await exchange(await hop.open(target, 'g', head()), head())).head.status).toBe(201);
   });
 });

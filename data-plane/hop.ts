@@ -114,6 +114,8 @@ class HopConnection {
       else if (kind === Answer.NoTunnel) {
         this.#state = 'idle';
         exchange.noTunnel();
+        // Nothing may follow that answer: bytes that do show the far node out of step, and the connection with it.
+        if (this.#reader.drain().length > 0) this.socket.destroy();
         return;
       } else if (kind === Answer.Refused) this.#state = 'refused';
       else {

@@ -53,20 +53,37 @@ export function createPublicServer(
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   // Node looks for timed-out request heads only this often (30 s by default).
   const connectionsCheckingInterval = Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4)));
-  const server = http.createServer({ maxHeaderSize: options.maxHeaderSize, headersTimeout, connectionsCheckingInterval }, onRequest);
+  // The response to each connection's latest request: answers go out in order, so a parse error waits for it.
+  const latest = new WeakMap<Duplex, http.ServerResponse>();
+  const server = http.createServer({ maxHeaderSize: options.maxHeaderSize, headersTimeout, connectionsCheckingInterval }, (req, res) => {
+    latest.set(req.socket, res);
+    onRequest(req, res);
+  });
   // More headers than node:http keeps would be dropped silently: the proxy refuses them (431) instead.
   server.maxHeadersCount = MAX_HEADER_COUNT + 1;
   server.on('upgrade', onUpgrade);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Node answers 431 for an oversized header section and 408 for a head that never completes; other parse errors get a 400.
-    if (!socket.writable) return socket.destroy();
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      socket.end(rawTextResponse(431, '431 Request Header Fields Too Large: the header section is over the limit'));
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      socket.end(rawTextResponse(408, '408 Request Timeout: the request head did not arrive in time'));
-    } else {
-      socket.end(rawTextResponse(400, '400 Bad Request: malformed HTTP request'));
-    }
+  const answered = new WeakSet<Duplex>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // node:http reports every later read of a broken connection again: one answer is enough.
+    if (answered.has(socket)) return;
+    answered.add(socket);
+    const answer = (): void => void (socket.writable ? socket.end(clientErrorResponse(err)) : socket.destroy());
+    const res = latest.get(socket);
+    if (!res || res.writableFinished) return answer();
+    // A request read whole before the bad bytes (pipelining) gets its answer first; a broken
+    // body of the request in progress leaves nothing to answer, or no way to say so mid-response.
+    if (!res.req.complete) return res.headersSent ? void socket.destroy() : answer();
+    res.once('finish', answer);
+    res.once('close', () => {
+      if (!res.writableFinished) socket.destroy();
+    });
   });
   return server;
+}
+
+/** Node answers 431 for an oversized header section and 408 for a head that never completes; other parse errors get a 400. */
+function clientErrorResponse(err: NodeJS.ErrnoException): string {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return rawTextResponse(431, '431 Request Header Fields Too Large: the header section is over the limit');
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawTextResponse(408, '408 Request Timeout: the request head did not arrive in time');
+  return rawTextResponse(400, '400 Bad Request: malformed HTTP request');
 }

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ADVERTISED, LISTEN, formatHostPort, parseHostPort, type HostPort } from '../shared/address.js';
 import { groupsSourceFromUrl, matchHost, type GroupsSource } from '../shared/config/index.js';
 import { ReverstError } from '../shared/errors.js';
@@ -215,6 +216,8 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
   });
 
   await cluster.listen(proxy, intake.track);
+  // A start that fails from here on takes this node's record out at once: others would hop to it until its TTL.
+  opened.push(() => cluster.leave());
   await cluster.join();
   const publicServer = createPublicServer(
     { maxHeaderSize: options.maxHeaderSize, headersTimeoutMs: options.headersTimeoutMs },
@@ -222,7 +225,11 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
       intake.track(res);
       proxy.onRequest(req, res);
     },
-    proxy.onUpgrade,
+    // An upgraded connection is a request in flight until it closes: a drain gives it its time too.
+    (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      intake.track(socket);
+      proxy.onUpgrade(req, socket, head);
+    },
   );
   const httpAddress = await listen(publicServer, at.http, LISTENER_FLAGS.http);
   opened.push(() => publicServer.close());

@@ -76,7 +76,7 @@ export class ProxyError extends ReverstError {
   }
 
   static timeout(ms: number, requestId: string): ProxyError {
-    return new ProxyError('ERR_PROXY_TIMEOUT', 504, `no response from the tunnel within ${ms} ms (request ${requestId})`);
+    return new ProxyError('ERR_PROXY_TIMEOUT', 504, `no response from the tunnel within ${ms} ms of the request's last byte (request ${requestId})`);
   }
 
   static bodyTooLarge(limit: number): ProxyError {

@@ -17,7 +17,7 @@ import { TrustedProxies, visitorRequest } from './forwarding.js';
 import type { Metrics } from './metrics.js';
 import { ProxyError } from './proxy-errors.js';
 import type { Tunnel, TunnelPicker } from './tunnels.js';
-import { ResponseVisitor, SocketVisitor, type Visitor } from './visitors.js';
+import { ResponseVisitor, SocketVisitor, responseProblem, type Visitor } from './visitors.js';
 
 /** Headers a request may have; node:http keeps this many by default and drops the rest silently, so more is refused (431). */
 export const MAX_HEADER_COUNT = 2000;
@@ -52,7 +52,10 @@ export interface ProxyDeps {
   picker: TunnelPicker;
   metrics: Metrics;
   logger: Logger;
-  /** Longest wait for a response head before answering 504, opening a stream included. */
+  /**
+   * Longest wait for a response head before answering 504, opening a stream included,
+   * counted from the request's last body byte (an upload still moving is not a silent tunnel).
+   */
   requestTimeoutMs: number;
   /** Largest request body accepted (413 above); 0 for no limit. */
   maxBodySize: number;
@@ -151,7 +154,7 @@ class ProxyRequest {
       this.finish(ProxyError.bodyTooLarge(limit));
       return;
     }
-    // One deadline up to the response head, waiting for a tunnel's stream credit included.
+    // One deadline up to the response head, waiting for a tunnel's stream credit included; each body byte sent restarts it.
     this.#deadline = setTimeout(() => this.finish(ProxyError.timeout(this.#ctx.deps.requestTimeoutMs, this.#requestId)), this.#ctx.deps.requestTimeoutMs);
     this.#run().catch((error: unknown) => this.finish(error));
   }
@@ -257,13 +260,27 @@ class ProxyRequest {
     );
   }
 
-  /** relay: runs as the response head is read, before the stream moves on (a FIN may come with the head). */
+  /**
+   * relay: runs as the response head is read, before the stream moves on (a FIN may come with
+   * the head). A head that cannot go to the visitor throws before anything changed: the far
+   * side failed before the response began.
+   */
   #relay(far: Far, head: ResponseHead, rest: Buffer): void {
     if (this.#finished) return;
+    const problem = responseProblem(head, this.#head.upgrade);
+    if (problem) throw ProxyError.badResponse(this.#requestId, problem);
+    const expectBody = this.#head.method !== 'HEAD' && head.status !== 204 && head.status !== 304;
+    this.#response = head;
+    try {
+      this.#visitor.respond(head, rest, far.stream, expectBody, (error) => this.finish(error));
+    } catch (error) {
+      // node:http refuses some heads it would parse (a status it cannot write): nothing went out yet.
+      this.#response = undefined;
+      throw ProxyError.badResponse(this.#requestId, error);
+    }
     clearTimeout(this.#deadline);
     if (far instanceof TunnelFar) far.unwatch();
     this.#countHop('response');
-    this.#response = head;
     this.#ctx.lastServed.set(this.#group, performance.now());
     this.#ctx.deps.metrics.proxyLatency.observe({ group: this.#group }, (performance.now() - this.#started) / 1000);
     // From here a failure of the far side cuts the response: it cannot be answered any more.
@@ -272,13 +289,6 @@ class ProxyRequest {
     far.stream.once('close', () => {
       if (!far.stream.readableEnded) this.finish(new Error(`${far.label} closed before the response ended`));
     });
-    const expectBody = this.#head.method !== 'HEAD' && head.status !== 204 && head.status !== 304;
-    try {
-      this.#visitor.respond(head, rest, far.stream, expectBody, (error) => this.finish(error));
-    } catch (error) {
-      // node:http refuses some heads it would parse (a status it cannot write): nothing went out yet.
-      throw ProxyError.badResponse(this.#requestId, error);
-    }
   }
 
   /** The body, or an upgrade's early bytes and stream, to the far side: a pipe that counts and stops at the limit. */
@@ -287,6 +297,7 @@ class ProxyRequest {
     const limit = this.#head.upgrade ? 0 : this.#ctx.deps.maxBodySize;
     const onData = (chunk: Buffer): void => {
       this.#bodyBytes += chunk.length;
+      if (!this.#response) this.#deadline?.refresh();
       if (limit > 0 && this.#bodyBytes > limit) {
         this.finish(ProxyError.bodyTooLarge(limit));
         return;

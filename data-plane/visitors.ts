@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import { ReverstError } from '../shared/errors.js';
 import type { ResponseHead } from '../shared/heads.js';
-import { HOP_BY_HOP, rawTextResponse, responseHeadText } from '../shared/http.js';
+import { rawTextResponse, responseHeadText, stopsHere } from '../shared/http.js';
 import type { ProxyError } from './proxy-errors.js';
 
 export interface Visitor {
@@ -36,13 +36,29 @@ export class LengthMismatchError extends ReverstError {
   }
 }
 
-/** The body length a response head declares, if it declares one that must be honoured. */
+/** The body length a response head declares (checked by responseProblem), if it declares one. */
 function declaredLength(head: ResponseHead): number | undefined {
   for (let i = 0; i < head.headers.length; i += 2) {
-    if (head.headers[i]!.toLowerCase() === 'content-length') {
-      const n = Number(head.headers[i + 1]);
-      return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-    }
+    if (head.headers[i]!.toLowerCase() === 'content-length') return Number(head.headers[i + 1]);
+  }
+  return undefined;
+}
+
+/**
+ * Why a far side's response head cannot go to a visitor, if it cannot: a 101 to a request
+ * that asked for no upgrade, or a Content-Length that is not one decimal number (RFC 9110
+ * §8.6). Passed on, either would let the visitor, or a proxy in front of the node, read
+ * the response's end somewhere else than the node does.
+ */
+export function responseProblem(head: ResponseHead, upgradeAsked: boolean): string | undefined {
+  if (head.status === 101 && !upgradeAsked) return 'a 101 to a request that asked for no upgrade';
+  let length: string | undefined;
+  for (let i = 0; i < head.headers.length; i += 2) {
+    if (head.headers[i]!.toLowerCase() !== 'content-length') continue;
+    const value = head.headers[i + 1]!;
+    if (!/^\d{1,15}$/.test(value)) return `Content-Length ${JSON.stringify(value.slice(0, 40))} is not a length`;
+    if (length !== undefined && Number(value) !== Number(length)) return 'two different Content-Lengths';
+    length = value;
   }
   return undefined;
 }
@@ -93,12 +109,18 @@ export function relay(first: Buffer, far: Readable, to: Sink, expected: number |
   if (!waiting) far.resume();
 }
 
-/** node:http frames the visitor's response itself: the far side's framing headers stop here. */
-function forwardable(headers: string[], keepUpgrade: boolean): string[] {
+/**
+ * node:http frames the visitor's response itself: the far side's framing headers stop here,
+ * and a Content-Length repeated (with the same value: see responseProblem) goes out once.
+ */
+function forwardable(headers: string[], upgrade: boolean): string[] {
   const out: string[] = [];
+  let length = false;
   for (let i = 0; i < headers.length; i += 2) {
     const lower = headers[i]!.toLowerCase();
-    if (!HOP_BY_HOP.has(lower) || (keepUpgrade && lower === 'upgrade')) out.push(headers[i]!, headers[i + 1]!);
+    if (stopsHere(lower, upgrade) || (lower === 'content-length' && length)) continue;
+    length ||= lower === 'content-length';
+    out.push(headers[i]!, headers[i + 1]!);
   }
   return out;
 }

@@ -24,7 +24,7 @@ export const ERROR_CODES = {
   ERR_PROXY_BAD_REQUEST: 'a visitor request the node cannot forward, such as a target that is neither a path nor an absolute http(s) URL (400)',
   ERR_PROXY_NO_TUNNEL: 'no tunnel, on this node or another, could take the request before it began (503)',
   ERR_PROXY_TUNNEL_FAILED: 'the tunnel or the hop failed before a usable response head arrived (502)',
-  ERR_PROXY_TIMEOUT: 'no response head arrived within --request-timeout (504)',
+  ERR_PROXY_TIMEOUT: "no response head arrived within --request-timeout of the request's last byte (504)",
   ERR_PROXY_BODY_TOO_LARGE: 'the request body is over --max-body-size (413)',
   ERR_PROXY_HEADERS_TOO_LARGE: 'the request header section is over --max-header-size (431)',
   ERR_HOP_REFUSED: 'another node refused a hop connection: wrong cluster secret or not a hop peer',

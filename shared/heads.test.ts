@@ -1,8 +1,7 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from './errors.js';
-import type { Readable } from 'node:stream';
 import {
   type HeadRead,
   MAX_HEAD_SIZE,
@@ -100,6 +99,15 @@ describe('the v2 head codec', () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('reads the largest head a byte at a time in one pass (a peer that trickles it costs no more than one that sends it whole)', async () => {
+    const head: RequestHead = { method: 'GET', target: '/', authority: 'a', headers: ['x', 'v'.repeat(MAX_HEAD_SIZE - 20)], body: false, upgrade: false };
+    const frame = encodeRequestHead(head);
+    let at = 0;
+    // A byte per read: copying what came so far on each one would move half a terabyte.
+    const stream = new Readable({ read: () => void stream.push(at < frame.length ? frame.subarray(at, ++at) : null) });
+    expect((await read(stream, decodeRequestHead)).head.headers[1]!.length).toBe(MAX_HEAD_SIZE - 20);
   });
 
   it('turns any bytes into a head or a ProtocolError, never another failure', () => {

@@ -232,19 +232,29 @@ export function decodeResponseHead(payload: Buffer): ResponseHead {
 }
 
 /**
+ * Where the head at the start of `buf` lies: its length prefix's size and, once `buf`
+ * holds the prefix, the size of prefix and head together (`size` is the prefix's until
+ * then). Throws as soon as the prefix says the head is too large.
+ */
+function frameOf(buf: Buffer, maxSize: number): { prefix: number; size: number; known: boolean } {
+  if (buf.length === 0) return { prefix: 1, size: 1, known: false };
+  const prefix = 1 << (buf[0]! >> 6);
+  if (buf.length < prefix) return { prefix, size: prefix, known: false };
+  if (prefix === 8) throw headError('head length is too large');
+  let length = buf[0]! & 0x3f;
+  for (let i = 1; i < prefix; i++) length = length * 256 + buf[i]!;
+  if (length > maxSize || length > MAX_VARINT) throw headError(`head of ${length} bytes exceeds the ${maxSize}-byte limit`);
+  return { prefix, size: prefix + length, known: true };
+}
+
+/**
  * The payload of the first head in `buf`, and the bytes after it; undefined while
  * more bytes are needed. Throws as soon as the length prefix says the head is too large.
  */
 export function splitHead(buf: Buffer, maxSize = MAX_HEAD_SIZE): { payload: Buffer; rest: Buffer } | undefined {
-  if (buf.length === 0) return undefined;
-  const size = 1 << (buf[0]! >> 6);
-  if (buf.length < size) return undefined;
-  if (size === 8) throw headError('head length is too large');
-  let length = buf[0]! & 0x3f;
-  for (let i = 1; i < size; i++) length = length * 256 + buf[i]!;
-  if (length > maxSize || length > MAX_VARINT) throw headError(`head of ${length} bytes exceeds the ${maxSize}-byte limit`);
-  if (buf.length < size + length) return undefined;
-  return { payload: buf.subarray(size, size + length), rest: buf.subarray(size + length) };
+  const frame = frameOf(buf, maxSize);
+  if (!frame.known || buf.length < frame.size) return undefined;
+  return { payload: buf.subarray(frame.prefix, frame.size), rest: buf.subarray(frame.size) };
 }
 
 export interface HeadRead<T> {
@@ -268,7 +278,11 @@ export function readHead<T>(
   onError: (error: Error) => void,
   maxSize = MAX_HEAD_SIZE,
 ): void {
-  let pending: Buffer | undefined;
+  // Chunks are joined only once enough has come for the next look (the length prefix, then
+  // the whole head): a head trickled in a byte at a time is copied once, not once per byte.
+  const chunks: Buffer[] = [];
+  let buffered = 0;
+  let needed = 1;
   const stop = (): void => {
     stream.pause();
     stream.off('data', onData);
@@ -281,15 +295,20 @@ export function readHead<T>(
     onError(error);
   };
   const onData = (chunk: Buffer): void => {
-    const buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    chunks.push(chunk);
+    buffered += chunk.length;
+    if (buffered < needed) return;
+    const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
+    chunks.length = 0;
+    chunks.push(buf);
     let read: HeadRead<T>;
     try {
-      const split = splitHead(buf, maxSize);
-      if (!split) {
-        pending = buf;
+      const frame = frameOf(buf, maxSize);
+      if (!frame.known || buf.length < frame.size) {
+        needed = frame.size;
         return;
       }
-      read = { head: decode(split.payload), rest: split.rest };
+      read = { head: decode(buf.subarray(frame.prefix, frame.size)), rest: buf.subarray(frame.size) };
     } catch (error) {
       onFailure(error as Error);
       return;
@@ -301,7 +320,7 @@ export function readHead<T>(
     onFailure(
       new ProtocolError(
         'ERR_PROTOCOL_UNEXPECTED_EOF',
-        pending ? `stream ended in the middle of a head (${pending.length} bytes)` : 'stream ended before a head',
+        buffered > 0 ? `stream ended in the middle of a head (${buffered} bytes)` : 'stream ended before a head',
       ),
     );
   if (stream.destroyed || stream.readableEnded) {

@@ -16,6 +16,9 @@ const HOP_BY_HOP_HEADERS: readonly string[] = [
 
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
 
+/** Whether a header (lower-case) stops at this hop; `Upgrade` goes on in an upgrade's exchange. */
+export const stopsHere = (lower: string, upgrade = false): boolean => HOP_BY_HOP.has(lower) && !(upgrade && lower === 'upgrade');
+
 /** A short plain-text answer if one can still be given; a response already under way is cut instead. */
 export function replyText(res: ServerResponse, status: number, text: string, headers: OutgoingHttpHeaders = {}): void {
   if (res.destroyed) return;

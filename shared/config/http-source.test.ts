@@ -1,10 +1,9 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { eventually } from '../../test/contract/eventually.js';
-import { startHttpServer, useCleanup, onCleanup } from '../../test/harness/index.js';
+import { startHttpServer, useCleanup, onCleanup, tempDir } from '../../test/harness/index.js';
 import { ConfigError } from '../errors.js';
 import { groupsSourceFromUrl } from './source.js';
 import { HttpGroupsSource } from './http-source.js';
@@ -59,7 +58,7 @@ describe('HttpGroupsSource', () => {
 
   it('sends the token, long-polls with the ETag it has, and writes each new config to the cache', async () => {
     const cp = await controlPlane();
-    const cachePath = path.join(mkdtempSync(path.join(os.tmpdir(), 'reverst-http-source-')), 'cache.json');
+    const cachePath = path.join(tempDir('reverst-http-source-'), 'cache.json');
     const source = new HttpGroupsSource(cp.url, { token: 't0k', cachePath, watch: true, waitMs: 30_000 });
     const config = await source.load();
     expect([...config.groups.keys()]).toEqual(['a']);

@@ -6,7 +6,11 @@
  * never loads it.
  */
 import type { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { clip } from '../log-limits.js';
 import { describeObject, KUBE_KINDS, KubernetesError, notFound, type KubeObject, type KubeObjectRef } from './k8s-ref.js';
+
+/** Of what an API server (or a proxy in front of it) says, as much as a message needs: an HTML error page is not one. */
+const MAX_DETAIL = 300;
 
 export type KubeVerb = 'get' | 'list' | 'watch';
 
@@ -229,5 +233,5 @@ function statusMessage(error: unknown): string | undefined {
 }
 
 function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
+  return clip(text.replace(/\s*\n\s*/g, ' ').trim(), MAX_DETAIL);
 }

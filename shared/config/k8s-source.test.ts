@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { eventually } from '../../test/contract/eventually.js';
-import { useCleanup } from '../../test/harness/index.js';
+import { startHttpServer, tempDir, useCleanup } from '../../test/harness/index.js';
 import { startKubeApiServer, type KubeApiServer, type KubeRule, type KubeVerb } from '../../test/harness/kube-apiserver.js';
 import { watchEvents } from '../../test/harness/source-events.js';
 import { ConfigError, ERROR_CODES } from '../errors.js';
@@ -126,6 +126,20 @@ describe('K8sGroupsSource: load', () => {
     );
     expect(error.message).not.toContain('\n');
     expect(ERROR_CODES.ERR_K8S_FORBIDDEN).toBeTruthy();
+  });
+
+  it('clips what a proxy in front of the API server answers instead of a Status (an HTML page)', async () => {
+    const page = `<html><body>${'<p>bad gateway</p>\n'.repeat(5_000)}</body></html>`;
+    const proxy = await startHttpServer((_req, res) => res.writeHead(502, { 'content-type': 'text/html' }).end(page));
+    const kubeconfig = join(tempDir('reverst-kubeconfig-'), 'kubeconfig');
+    const config = (await readFile(kube.kubeconfigPath, 'utf8')).replace(/server: \S+/, `server: ${proxy.url}`);
+    // The client refuses plain http unless told not to verify TLS.
+    await writeFile(kubeconfig, config.replace(/certificate-authority-data: \S+/, 'insecure-skip-tls-verify: true'));
+    process.env.KUBECONFIG = kubeconfig;
+    const error = await rejection(source().load());
+    expect((error as KubernetesError).code).toBe('ERR_K8S_API');
+    expect(error.message).toMatch(new RegExp(`^${REF}: get .* answered 502: <html><body><p>bad gateway</p> .*… \\(\\d+ more characters\\)$`));
+    expect(error.message.length).toBeLessThan(600);
   });
 
   it('says when there is no kube config at all, or it cannot be read', async () => {

@@ -689,7 +689,12 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     // The last of the handshake (a client's Finished, a server's HANDSHAKE_DONE) goes at once.
     this.#mustFlush = true;
     if (this.#options.keepAliveMs > 0) this.#keepAliveDue = performance.now() + this.#options.keepAliveMs;
-    if (this.#options.unresponsiveTimeoutMs > 0) this.#unwatchStalls = onStall(() => void this.#probeAfterStall());
+    if (this.#options.unresponsiveTimeoutMs > 0) {
+      // A probe that fails (a close listener that throws, say) must not become an unhandled rejection.
+      const probe = (): void =>
+        void this.#probeAfterStall().catch((err: unknown) => this.abort(new QuicError('ERR_QUIC_PROTOCOL', 'liveness probe failed', { cause: err })));
+      this.#unwatchStalls = onStall(probe);
+    }
     startSweeping(this);
     this.emit('established');
   }

@@ -1,19 +1,16 @@
 // Faults of a cluster under load (nodes as their own processes, sharing a real Redis): a node
 // killed with one and with two client connections, the store killed under cross-node load, and
 // the hop's metrics when visitors leave.
-import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { onCleanup, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { onCleanup, startRedis, tempDir, useCleanup, type ServerHandle } from '../harness/index.js';
 import { ClusterNode, SECRET, eventually, pongClient, steadyLoad, writeSecret } from '../e2e/cluster-helpers.js';
 import { BASIC_GROUP_YAML, GROUP, connectClient, startTestNode, testCerts, writeGroups } from '../e2e/helpers.js';
 import { report, seconds, sized, sleep } from './helpers.js';
 
 useCleanup();
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-chaos-cluster-'));
+const dir = tempDir('reverst-chaos-cluster-');
 const groupsPath = writeGroups(BASIC_GROUP_YAML, dir);
 const secretPath = writeSecret(dir);
 

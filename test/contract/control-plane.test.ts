@@ -1,5 +1,4 @@
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe } from 'vitest';
 import { createControlPlane } from '../../control-plane/app.js';
@@ -7,7 +6,7 @@ import { startControlPlane } from '../../control-plane/node.js';
 import { PublishedGroups } from '../../control-plane/published-groups.js';
 import { parseGroups } from '../../shared/config/groups.js';
 import { silentLogger } from '../../shared/log.js';
-import { onCleanup, useCleanup } from '../harness/index.js';
+import { onCleanup, useCleanup, tempDir } from '../harness/index.js';
 import { API_TOKEN, controlPlaneContract } from './control-plane.contract.js';
 
 /** How long a written file may take to be published (watch debounce plus a busy machine). */
@@ -35,7 +34,7 @@ describe('control plane: the Node entry on a real listener, following a watched 
   controlPlaneContract({
     name: 'node',
     async start(yaml) {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-cp-'));
+      const dir = tempDir('reverst-cp-');
       const file = path.join(dir, 'groups.yml');
       writeFileSync(file, yaml);
       const server = await startControlPlane({ groups: file, watchGroups: true, listen: '127.0.0.1:0', apiToken: API_TOKEN, logger: silentLogger });

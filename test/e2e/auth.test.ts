@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startHttpServer, useCleanup, onCleanup } from '../harness/index.js';
+import { startHttpServer, useCleanup, onCleanup, tempDir } from '../harness/index.js';
 import { ServerError, Tunnel, UnauthorizedError, basic, bearer, connect, type Auth } from '../../client/index.js';
 import { startTestNode, visit, writeGroups, type TestNode } from './helpers.js';
 
@@ -62,7 +61,7 @@ async function register(t: TestNode, group: string, auth: Auth | undefined): Pro
 describe('authentication strategies, through a node and the client', () => {
   it('accepts the right credentials and refuses the wrong ones, for every strategy and scheme', async () => {
     const external = await authEndpoint();
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-auth-'));
+    const dir = tempDir('reverst-auth-');
     writeFileSync(path.join(dir, 'token.txt'), 'file-token\n');
     const t = await startTestNode({ groups: writeGroups(groupsYaml(external, 'token.txt'), dir) });
 
@@ -103,7 +102,7 @@ describe('authentication strategies, through a node and the client', () => {
 
   it('keeps other registrations going while an external endpoint times out, and tells that client to retry', async () => {
     const external = await authEndpoint();
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-auth-'));
+    const dir = tempDir('reverst-auth-');
     writeFileSync(path.join(dir, 'token.txt'), 'file-token\n');
     const t = await startTestNode({ groups: writeGroups(groupsYaml(external, 'token.txt'), dir) });
     const slow = new Tunnel({

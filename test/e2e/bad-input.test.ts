@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, spawnNode, useCleanup } from '../harness/index.js';
-import { decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
+import { collect, freePort, spawnNode, useCleanup } from '../harness/index.js';
+import { type RequestHead, decodeRequestHead, encodeResponseHead, readHead } from '../../shared/heads.js';
 import { ALPN, CloseCode, LEGACY_ALPN, MAX_FRAME_SIZE, encodeFrame, errorForClose, readFrame } from '../../shared/protocol.js';
 import { connectQuic, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { GROUP, connectClient, startTestNode, testCerts, visit, writeGroups, type TestNode } from './helpers.js';
@@ -14,8 +14,8 @@ function dialNode(t: TestNode): Promise<QuicConnection> {
   return connectQuic({ alpn: [ALPN], host: '127.0.0.1', port: t.node.tunnelAddress.port, serverName: GROUP, ca: t.ca.cert });
 }
 
-/** A registered raw tunnel that answers every request with `answer`. */
-async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
+/** A registered raw tunnel that answers every request with `answer`, or with what `answer` makes of its head. */
+async function rawTunnel(t: TestNode, answer: string | ((request: RequestHead) => Buffer)): Promise<QuicConnection> {
   const conn = await dialNode(t);
   const control = await conn.openStream();
   control.on('error', () => {});
@@ -24,12 +24,16 @@ async function rawTunnel(t: TestNode, answer: string): Promise<QuicConnection> {
   // Speaks the v2 request stream framing by hand: read the head, drain the body, answer.
   conn.on('stream', (s: QuicStream) => {
     s.on('error', () => {});
-    const reply = () =>
-      s.end(Buffer.concat([encodeResponseHead({ status: 200, reason: '', headers: ['content-length', String(answer.length)] }), Buffer.from(answer)]));
+    const reply = (request: RequestHead) =>
+      s.end(
+        typeof answer === 'string'
+          ? Buffer.concat([encodeResponseHead({ status: 200, reason: '', headers: ['content-length', String(answer.length)] }), Buffer.from(answer)])
+          : answer(request),
+      );
     readHead(
       s,
       decodeRequestHead,
-      () => s.resume().once('end', reply),
+      ({ head }) => s.resume().once('end', () => reply(head)),
       () => s.destroy(),
     );
   });
@@ -167,6 +171,36 @@ describe('bad input gets a clear error and harms nothing else', () => {
     await conn.close();
   });
 
+  it('answers a request followed by garbage on the same connection before the 400 for the garbage', async () => {
+    const t = await startTestNode();
+    await connectClient(t, { handler: async () => new Response('first') });
+    const socket = net.connect(t.node.httpAddress.port, '127.0.0.1');
+    socket.write(`GET /a HTTP/1.1\r\nHost: ${GROUP}\r\n\r\nNOT HTTP AT ALL\r\n\r\n`);
+    const reply = (await collect(socket)).toString('latin1');
+    // The answer in full (chunked: the handler's Response has no length), then the 400, then the end.
+    expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n5\r\nfirst\r\n0\r\n\r\nHTTP\/1\.1 400 Bad Request\r\n[\s\S]*malformed HTTP request\n$/);
+    expect(reply.match(/HTTP\/1\.1 /g)).toHaveLength(2);
+  });
+
+  it('cuts a response under way when its own request body turns out malformed, instead of writing a 400 into it', async () => {
+    const t = await startTestNode();
+    await connectClient(t, {
+      handler: (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('partial');
+      },
+    });
+    const socket = net.connect(t.node.httpAddress.port, '127.0.0.1');
+    socket.write(`POST /a HTTP/1.1\r\nHost: ${GROUP}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`);
+    const reply = collect(socket);
+    // Once the answer has begun, a chunk size that is not hex.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write('zz\r\n');
+    const text = (await reply).toString('latin1');
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(text).not.toContain('400 Bad Request');
+  });
+
   it('answers 504 itself when the tunnel sends no response head in time, and lets go of the stream', async () => {
     const t = await startTestNode({ requestTimeoutMs: 1_000 });
     let abandoned!: () => void;
@@ -181,12 +215,44 @@ describe('bad input gets a clear error and harms nothing else', () => {
     const port = t.node.httpAddress.port;
     const res = await visit(port, '/slow');
     expect(res.status).toBe(504);
-    expect(res.body.toString()).toMatch(/^504 Gateway Timeout: no response from the tunnel within 1000 ms \(request [\w-]+\)\n?$/);
+    expect(res.body.toString()).toMatch(/^504 Gateway Timeout: no response from the tunnel within 1000 ms of the request's last byte \(request [\w-]+\)\n?$/);
     await wasAbandoned;
     expect((await visit(port, '/')).body.toString()).toBe('fast');
     const { values } = await t.node.metrics.proxyRequests.get();
     expect(values.find((v) => v.labels.code === '504')?.value).toBe(1);
     expect(t.node.registry.all().map((x) => x.inFlight)).toEqual([0]);
+  });
+
+  it('counts --request-timeout from the last request byte, so a slow upload is not cut while it moves', async () => {
+    const timeoutMs = 1_500;
+    const t = await startTestNode({ requestTimeoutMs: timeoutMs });
+    let received: (() => void) | undefined;
+    await connectClient(t, {
+      handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          received?.();
+        });
+        req.on('end', () => res.end(`got ${bytes}`));
+      },
+    });
+    const started = performance.now();
+    const answer = new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ port: t.node.httpAddress.port, host: '127.0.0.1', method: 'POST', path: '/', headers: { host: GROUP } }, resolve);
+      req.on('error', reject);
+      // One chunk at a time, each after the handler got the last and a pause, for twice the timeout in all.
+      const next = (): void => {
+        if (performance.now() - started > 2 * timeoutMs) return void req.end();
+        received = () => setTimeout(next, 200);
+        req.write('x'.repeat(1000));
+      };
+      next();
+    });
+    const res = await answer;
+    const body = (await collect(res)).toString();
+    expect(`${res.statusCode} ${body}`).toMatch(/^200 got \d+000$/);
+    expect(performance.now() - started).toBeGreaterThan(2 * timeoutMs);
   });
 
   it('answers 502 when a tunnel sends a response head that cannot be forwarded, and keeps running', async () => {
@@ -207,6 +273,28 @@ describe('bad input gets a clear error and harms nothing else', () => {
     await conn.close();
     await rawTunnel(t, 'fine');
     expect((await visit(t.node.httpAddress.port, '/')).body.toString()).toBe('fine');
+  });
+
+  it('answers 502 for a response whose framing a visitor could read two ways, or a 101 no upgrade asked for', async () => {
+    const t = await startTestNode();
+    const heads: Record<string, string[]> = {
+      '/two-lengths': ['content-length', '2', 'content-length', '20'],
+      '/hex-length': ['content-length', '0x2'],
+      '/signed-length': ['content-length', '+2'],
+      '/list-length': ['content-length', '2, 20'],
+    };
+    await rawTunnel(t, (request) => {
+      const status = request.target === '/switch' ? 101 : 200;
+      return Buffer.concat([encodeResponseHead({ status, reason: '', headers: heads[request.target] ?? [] }), Buffer.from('hi')]);
+    });
+    for (const path of [...Object.keys(heads), '/switch']) {
+      const res = await visit(t.node.httpAddress.port, path);
+      expect(`${path} ${res.status} ${res.body}`).toMatch(new RegExp(`^${path} 502 .*cannot be forwarded`));
+    }
+    // Repeats of one length are one length.
+    heads['/same-length'] = ['content-length', '2', 'Content-Length', '2'];
+    const res = await visit(t.node.httpAddress.port, '/same-length');
+    expect([res.status, res.headers['content-length'], res.body.toString()]).toEqual([200, '2', 'hi']);
   });
 
   it('refuses to start when its HTTP port is taken, and leaves nothing open behind', async () => {

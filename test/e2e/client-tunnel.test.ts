@@ -208,6 +208,27 @@ describe('forwarding to an origin through a data-plane node', () => {
     visitor.destroy();
   });
 
+  it('lets an upgraded connection carry on while its node drains, and stops once it closes', async () => {
+    const origin = await startHttpServer((_req, res) => res.end());
+    origin.server.on('upgrade', (_req, socket: net.Socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+      socket.pipe(socket);
+    });
+    const t = await startTestNode({ drainTimeoutMs: 30_000 });
+    await forwardTo(t, origin.url);
+    const visitor = net.connect(t.node.httpAddress.port, '127.0.0.1');
+    visitor.write(`GET /ws HTTP/1.1\r\nHost: ${GROUP}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+    let text = '';
+    visitor.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    await expect.poll(() => text).toMatch(/\r\n\r\n$/);
+    const draining = t.node.drain();
+    visitor.write('still there?');
+    await expect.poll(() => text, { timeout: 10_000 }).toMatch(/still there\?$/);
+    visitor.end();
+    await draining;
+    expect(visitor.readableEnded).toBe(true);
+  });
+
   it('streams an upload to the origin', async () => {
     const origin = await startHttpServer(async (req, res) => res.end(String((await collect(req)).length)));
     const t = await startTestNode();

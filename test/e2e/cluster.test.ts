@@ -1,11 +1,8 @@
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { onCleanup, randomStream, sha256, startNats, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { onCleanup, randomStream, sha256, startNats, startRedis, tempDir, useCleanup, type ServerHandle } from '../harness/index.js';
 import { basic, connect, type Tunnel } from '../../client/index.js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { HopClient, HopNoTunnelError, HopRefusedError } from '../../data-plane/hop.js';
@@ -16,7 +13,7 @@ import { BASIC_GROUP_YAML, GROUP, testCerts, writeGroups } from './helpers.js';
 
 useCleanup();
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-cluster-'));
+const dir = tempDir('reverst-cluster-');
 const groupsPath = writeGroups(BASIC_GROUP_YAML, dir);
 const secretPath = writeSecret(dir);
 

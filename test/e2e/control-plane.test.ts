@@ -3,14 +3,13 @@
  * restarted like one): changes reach them at once, an outage keeps them serving, a restart
  * catches them up, and a cache lets a node start while the control plane is down.
  */
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NotFoundError, type Tunnel, UnauthorizedError, basic, bearer, connect, type Auth, type ReconnectingEvent } from '../../client/index.js';
 import { createLogger, type Logger } from '../../shared/log.js';
 import { eventually } from '../contract/eventually.js';
-import { freePort, onCleanup, spawnNode, useCleanup, type ProcessHandle } from '../harness/index.js';
+import { freePort, onCleanup, spawnNode, useCleanup, type ProcessHandle, tempDir } from '../harness/index.js';
 import { startTestNode, testCerts, visit, type TestNode } from './helpers.js';
 
 useCleanup();
@@ -29,7 +28,7 @@ const yaml = (...groups: string[]) => `groups:\n${groups.join('')}`;
 /** A control plane process on a fixed port (so a restart is found where it was), watching its file. */
 class ControlPlaneProcess {
   proc: ProcessHandle | undefined;
-  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-cp-e2e-'));
+  readonly dir = tempDir('reverst-cp-e2e-');
   readonly file = path.join(this.dir, 'groups.yml');
   readonly tokenFile = path.join(this.dir, 'token');
 
@@ -166,7 +165,7 @@ describe('a node following a control plane', () => {
   });
 
   it('with --groups-cache, starts from the last config while the control plane is down, then follows it again', async () => {
-    const cache = path.join(mkdtempSync(path.join(os.tmpdir(), 'reverst-cache-')), 'nested', 'groups-cache.json');
+    const cache = path.join(tempDir('reverst-cache-'), 'nested', 'groups-cache.json');
     const cp = await controlPlane(yaml(group('a.test', basicAuth('pass'))));
     const first = await followingNode(cp, { groupsCache: cache });
     await first.node.stop();

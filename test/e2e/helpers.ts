@@ -1,9 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { basic, connect, type ConnectOptions, type Tunnel } from '../../client/index.js';
-import { makeCa, makeServerCert, onCleanup, type KeyPair } from '../harness/index.js';
+import { makeCa, makeServerCert, onCleanup, tempDir, type KeyPair } from '../harness/index.js';
 import { startNode, type DataPlaneNode, type NodeOptions } from '../../data-plane/node.js';
 import { createLogger, silentLogger, type Logger } from '../../shared/log.js';
 
@@ -33,7 +32,8 @@ export async function testCerts(): Promise<{ ca: KeyPair; server: KeyPair }> {
   return { ca, server: await makeServerCert(ca, { names: [GROUP, 'localhost', '127.0.0.1'] }) };
 }
 
-export function writeGroups(yaml: string, dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-groups-'))): string {
+/** `yaml` as groups.yml in `dir` (by default a new directory removed with the current cleanup scope). */
+export function writeGroups(yaml: string, dir = tempDir('reverst-groups-')): string {
   const file = path.join(dir, 'groups.yml');
   writeFileSync(file, yaml);
   return file;

@@ -2,7 +2,8 @@
 // hop (IPv6 in brackets), what it logs about the store, and what it lets out of its URL.
 import http from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { freePort, onCleanup, startRedis, useCleanup, type ServerHandle } from '../harness/index.js';
+import { createMembership } from '../../data-plane/membership/index.js';
 import { GROUP, captureLogs, connectClient, startTestNode, visit } from './helpers.js';
 
 useCleanup();
@@ -30,6 +31,32 @@ describe('a clustered node', () => {
     expect(res.status).toBe(200);
     expect(res.body.toString()).toBe('PONG');
     expect((await b.node.metrics.hopRequests.get()).values).toEqual([expect.objectContaining({ labels: { result: 'response' }, value: 1 })]);
+  });
+
+  it('leaves the membership when its start fails after joining, instead of staying listed until its TTL', async () => {
+    const url = storeUrl();
+    const a = await startTestNode({ nodeId: 'a', membership: url, internalAddress: '127.0.0.1:0', clusterSecret: SECRET });
+    // Node b joins, then cannot listen for HTTP on a's port. Its record would outlive the test.
+    const starting = startTestNode({
+      nodeId: 'b',
+      membership: url,
+      membershipTtlMs: 600_000,
+      internalAddress: '127.0.0.1:0',
+      clusterSecret: SECRET,
+      httpAddress: `127.0.0.1:${a.node.httpAddress.port}`,
+    });
+    await expect(starting).rejects.toThrow(/already in use/);
+    // A node joining now reads every record in the store.
+    const probe = createMembership(url);
+    onCleanup(() => probe.stop());
+    await probe.start({ id: 'probe', address: '127.0.0.1:1' });
+    expect(probe.health().ok).toBe(true);
+    expect(
+      probe
+        .nodes()
+        .map((n) => n.id)
+        .sort(),
+    ).toEqual(['a', 'probe']);
   });
 
   it('says "membership store reachable again" only after the store was unreachable', async () => {

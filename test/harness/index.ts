@@ -30,4 +30,5 @@ export {
   type SpawnOptions,
 } from './processes.js';
 export { startRedis } from './redis.js';
+export { tempDir } from './temp.js';
 export { useCleanup } from './vitest.js';

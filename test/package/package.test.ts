@@ -77,6 +77,13 @@ describe('the packed tarball', () => {
     expect(unwanted).toEqual([]);
   });
 
+  it('ships every file the README links to, so its links work where npm shows it', () => {
+    const readme = readFileSync(path.join(repo, 'README.md'), 'utf8');
+    const linked = [...readme.matchAll(/\]\(([^)#:]+)(#[^)]*)?\)/g)].map((m) => m[1]!);
+    expect(linked).toContain('docs/PROTOCOL.md');
+    expect(linked.filter((f) => !files.includes(f))).toEqual([]);
+  });
+
   it('passes publint', async () => {
     const data = readFileSync(tarball);
     const result = await publint({

@@ -3,7 +3,7 @@
 // and, after this process itself was frozen, a quick probe that drops a peer gone meanwhile.
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { spawnNode, useCleanup } from '../harness/index.js';
+import { onCleanup, spawnNode, useCleanup } from '../harness/index.js';
 import { QuicPeerUnresponsiveError, type QuicConnection } from '../../shared/quic/index.js';
 import { ALPN, dial, pki, roundTrip } from './helpers.js';
 
@@ -83,6 +83,24 @@ describe('connection liveness', () => {
     // The probe's second, not the 10 s unresponsive timeout or the 30 s idle timeout.
     expect(performance.now() - resumedAt).toBeLessThan(5_000);
     expect(info.error).toBeInstanceOf(QuicPeerUnresponsiveError);
+    peer.child.kill('SIGCONT');
+  });
+
+  it('after this process was frozen, drops such a peer without an unhandled rejection, even when a close listener throws', async () => {
+    const { peer, conn } = await frozenPeerSetup({ unresponsiveTimeoutMs: 10_000 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    onCleanup(() => process.off('unhandledRejection', onUnhandled));
+    conn.on('close', () => {
+      throw new Error('a close listener that fails');
+    });
+    peer.child.kill('SIGSTOP');
+    freezeThisProcess(1_500);
+    expect((await conn.closed).error).toBeInstanceOf(QuicPeerUnresponsiveError);
+    // Unhandled rejections are reported after the microtasks of the turn that made them.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(unhandled).toEqual([]);
     peer.child.kill('SIGCONT');
   });
 

@@ -1,8 +1,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -26,6 +25,7 @@ import {
   startNats,
   startRedis,
   tcpAnswers,
+  tempDir,
   useCleanup,
   type KeyPair,
   type ProcessHandle,
@@ -54,6 +54,20 @@ describe('cleanup registry', () => {
     expect(log).toEqual(['last', 'first']);
     expect(consoleError).toHaveBeenCalledWith('[harness] cleanup failed:', new Error('expected failure'));
     consoleError.mockRestore();
+  });
+});
+
+describe('temporary directories', () => {
+  let made: string;
+  it('are made fresh, with the prefix asked for', () => {
+    made = tempDir('reverst-harness-temp-');
+    writeFileSync(path.join(made, 'file'), 'x');
+    expect(path.basename(made)).toMatch(/^reverst-harness-temp-/);
+    expect(readFileSync(path.join(made, 'file'), 'utf8')).toBe('x');
+  });
+
+  it('are removed with what is in them when the test that made them ends', () => {
+    expect(existsSync(made)).toBe(false);
   });
 });
 
@@ -143,8 +157,7 @@ describe('certificates', () => {
 describe('processes', () => {
   let dir: string;
   beforeAll(() => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'reverst-harness-test-'));
-    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    dir = tempDir('reverst-harness-test-');
     const script = [
       'const port: number = Number(process.argv[2]);',
       "console.error('warming up');",
