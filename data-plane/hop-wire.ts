@@ -54,60 +54,90 @@ export const endOfBody = (): Buffer => END;
  * while the field is incomplete and leave the bytes for the next call.
  */
 export class WireReader {
-  #buf: Buffer = Buffer.alloc(0);
+  // Unread bytes are store[start, end). A lone chunk is kept as it is; bytes that
+  // arrive behind unread ones are copied into a store that grows by doubling, so a
+  // field arriving in many small pieces costs linear time, not a concat per piece.
+  // Bytes are only ever written at or after `end`, so views handed out stay valid.
+  #store: Buffer = Buffer.alloc(0);
+  #start = 0;
+  #end = 0;
+  #owned = false;
 
   push(chunk: Buffer): void {
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    const live = this.#end - this.#start;
+    if (live === 0) {
+      this.#store = chunk;
+      this.#start = 0;
+      this.#end = chunk.length;
+      this.#owned = false;
+      return;
+    }
+    if (!this.#owned || this.#store.length - this.#end < chunk.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * (live + chunk.length), 4096));
+      this.#store.copy(grown, 0, this.#start, this.#end);
+      this.#store = grown;
+      this.#start = 0;
+      this.#end = live;
+      this.#owned = true;
+    }
+    chunk.copy(this.#store, this.#end);
+    this.#end += chunk.length;
   }
 
   get buffered(): number {
-    return this.#buf.length;
+    return this.#end - this.#start;
   }
 
   /** Where reading stands, to go back to when a group of fields turns out incomplete. */
-  checkpoint(): Buffer {
-    return this.#buf;
+  checkpoint(): number {
+    return this.#start;
   }
 
-  rollback(checkpoint: Buffer): void {
-    this.#buf = checkpoint;
+  rollback(checkpoint: number): void {
+    this.#start = checkpoint;
   }
 
   /** Everything not yet taken (the reader is left empty). */
   drain(): Buffer {
-    const rest = this.#buf;
-    this.#buf = Buffer.alloc(0);
+    const rest = this.#view();
+    this.#start = this.#end;
     return rest;
   }
 
   takeBytes(n: number): Buffer | undefined {
-    if (this.#buf.length < n) return undefined;
-    const out = this.#buf.subarray(0, n);
-    this.#buf = this.#buf.subarray(n);
+    if (this.buffered < n) return undefined;
+    const out = this.#store.subarray(this.#start, this.#start + n);
+    this.#start += n;
     return out;
   }
 
   takeByte(): number | undefined {
-    return this.takeBytes(1)?.[0];
+    if (this.buffered < 1) return undefined;
+    return this.#store[this.#start++];
   }
 
   takeString(): string | undefined {
-    if (this.#buf.length < 2) return undefined;
-    const n = this.#buf.readUInt16BE(0);
+    if (this.buffered < 2) return undefined;
+    const n = this.#store.readUInt16BE(this.#start);
     if (n > MAX_SHORT_STRING) throw new ProtocolError('ERR_PROTOCOL_BAD_MESSAGE', `hop field of ${n} bytes is over ${MAX_SHORT_STRING}`);
-    if (this.#buf.length < 2 + n) return undefined;
-    const text = this.#buf.toString('utf8', 2, 2 + n);
-    this.#buf = this.#buf.subarray(2 + n);
+    if (this.buffered < 2 + n) return undefined;
+    const text = this.#store.toString('utf8', this.#start + 2, this.#start + 2 + n);
+    this.#start += 2 + n;
     return text;
   }
 
   /** A whole v2 head frame (length prefix included), by the head codec's own prefix. */
   takeHead(split: (buf: Buffer) => { payload: Buffer; rest: Buffer } | undefined): Buffer | undefined {
-    const parts = split(this.#buf);
+    const live = this.#view();
+    const parts = split(live);
     if (!parts) return undefined;
-    const frame = this.#buf.subarray(0, this.#buf.length - parts.rest.length);
-    this.#buf = parts.rest;
+    const frame = live.subarray(0, live.length - parts.rest.length);
+    this.#start += frame.length;
     return frame;
+  }
+
+  #view(): Buffer {
+    return this.#store.subarray(this.#start, this.#end);
   }
 }
 
