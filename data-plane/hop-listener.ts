@@ -12,7 +12,7 @@ import { type RequestHead, type ResponseHead, decodeRequestHead, encodeResponseH
 import { type Logger, silentLogger } from '../shared/log.js';
 import { clip, type RateLimitedLog, rateLimited } from '../shared/log-limits.js';
 import { secretChecker } from './hop.js';
-import { Answer, ChunkReader, HOP_MAGIC, WireReader, chunkHeader, endOfBody, shortString } from './hop-wire.js';
+import { Answer, ChunkReader, HOP_KEEPALIVE_MS, HOP_MAGIC, WireReader, chunkHeader, endOfBody, shortString } from './hop-wire.js';
 import type { Metrics } from './metrics.js';
 import type { PublicProxy } from './proxy.js';
 import type { ProxyError } from './proxy-errors.js';
@@ -38,7 +38,9 @@ export class HopListener extends net.Server {
   readonly #sockets = new Set<net.Socket>();
 
   constructor(deps: HopListenerDeps) {
-    super({ allowHalfOpen: true, noDelay: true });
+    // Keep-alive probes: a sender whose host vanished without a FIN or RST would otherwise
+    // leave its pooled connections open here for good.
+    super({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: HOP_KEEPALIVE_MS });
     const secretMatches = secretChecker(deps.secret);
     // Anyone who can reach the port can make these: a flood of them costs a few lines.
     const warnings = rateLimited(deps.logger ?? silentLogger, { summary: 'hop warnings not logged (rate limit)' });

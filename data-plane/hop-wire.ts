@@ -24,6 +24,9 @@ export const Answer = {
   Refused: 0x03,
 } as const;
 
+/** TCP keep-alive probes start after this much silence on a hop connection, on both ends. */
+export const HOP_KEEPALIVE_MS = 15_000;
+
 /** Group names, node ids, secrets and reasons: short by nature; anything longer is not a peer of ours. */
 const MAX_SHORT_STRING = 4096;
 const END = Buffer.alloc(4);

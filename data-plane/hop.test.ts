@@ -1,6 +1,7 @@
 // The hop's two ends over real TCP on loopback: HopClient (the node sending a request) and
 // HopListener (the node holding the tunnel). The listener's request handler answers as the
 // node's proxy would, through the visitor it is given.
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
@@ -100,6 +101,20 @@ describe('the hop', () => {
     }
     expect(seen.map((h) => h.target)).toEqual(['/up/0', '/up/1', '/up/2']);
     expect(connections()).toBe(1);
+  });
+
+  it('keeps TCP keep-alive on both ends of a pooled connection, so a peer that vanished silently is found', async () => {
+    const { address } = await listen(digestServer());
+    const hop = client();
+    const request = head();
+    await exchange(await hop.open({ id: 'far', address }, 'g', request), request);
+    const port = address.split(':')[1];
+    // The kernel's view: `ss -o` shows a keepalive timer on a socket with SO_KEEPALIVE set.
+    const lines = execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} or dport = :${port} )`], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line).toMatch(/timer:\(keepalive,/);
   });
 
   it('drops only the connection of an exchange that is abandoned, and opens another for the next', async () => {

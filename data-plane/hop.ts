@@ -12,7 +12,7 @@ import { ReverstError } from '../shared/errors.js';
 import { type RequestHead, splitHead } from '../shared/heads.js';
 import type { Logger } from '../shared/log.js';
 import type { Far } from './far.js';
-import { Answer, ChunkReader, WireReader, chunkHeader, endOfBody, preamble, shortString } from './hop-wire.js';
+import { Answer, ChunkReader, HOP_KEEPALIVE_MS, WireReader, chunkHeader, endOfBody, preamble, shortString } from './hop-wire.js';
 import type { HopTarget } from './proxy.js';
 
 export type { HopTarget } from './proxy.js';
@@ -303,7 +303,7 @@ export class HopClient {
     if (this.#closed) return Promise.reject(new Error('hop client closed'));
     const { host, port } = parseHostPort(target.address);
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+      const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: HOP_KEEPALIVE_MS });
       const timer = setTimeout(
         () => socket.destroy(new Error(`no connection to node ${target.id} at ${target.address} within ${CONNECT_TIMEOUT_MS} ms`)),
         CONNECT_TIMEOUT_MS,
