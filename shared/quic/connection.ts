@@ -14,7 +14,7 @@ import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnec
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
 import { sendSlab } from './buffers.js';
 import { onStall } from './stall-watch.js';
-import { QuicStream, type StreamHost } from './stream.js';
+import { QuicStream, discardUnread, type StreamHost } from './stream.js';
 
 export interface HostPort {
   host: string;
@@ -377,7 +377,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     } else if (!this.#final) {
       // Shutting down unfinished directions sends RESET_STREAM / STOP_SENDING so
       // the peer stops, and quiche can collect the stream and return its credit.
-      if (unfinished.read) this.#shutdown(stream.id, SHUTDOWN_READ, code);
+      if (unfinished.read) this.#stopReading(stream.id, code);
       if (unfinished.write) this.#shutdown(stream.id, SHUTDOWN_WRITE, code);
       this.schedule();
     }
@@ -706,8 +706,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
         stream = this.#acceptPeerStream(id);
         if (!stream) return;
       } else {
-        // Data for a stream we already let go of: tell quiche to drop it.
-        this.#shutdown(id, SHUTDOWN_READ, 0);
+        // Data for a stream we already let go of: drop it.
+        this.#stopReading(id, 0);
         return;
       }
     }
@@ -745,6 +745,17 @@ export class QuicConnection extends EventEmitter implements StreamHost {
 
   #credit(): number {
     return this.native.peerStreamsLeftBidi() - this.#reserved;
+  }
+
+  /**
+   * Stop reading stream `id`: what quiche holds for it is read and thrown away first, so its
+   * connection credit comes back (see discardUnread), then STOP_SENDING tells the peer to stop.
+   * True if the peer was still writing.
+   */
+  #stopReading(id: number, code: number): boolean {
+    const open = discardUnread(this.native, id);
+    this.#shutdown(id, SHUTDOWN_READ, code);
+    return open;
   }
 
   #shutdown(id: number, direction: number, code: number): void {

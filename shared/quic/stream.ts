@@ -8,6 +8,27 @@ const READ_CHUNK = 64 << 10;
 // One scratch buffer for every stream: reads are copied out at once, and JS is single-threaded.
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
+/**
+ * Read and throw away what quiche holds for stream `id`, before its read side is shut down.
+ * quiche 0.18 counts bytes as consumed (and returns their connection-level credit to the peer)
+ * only when stream_recv reads them: the bytes that stream_shutdown(Read) or a RESET_STREAM from
+ * the peer discards are lost to the connection's flow-control window for good, and two dozen
+ * abandoned uploads of a MiB would freeze a tunnel (fixed upstream in quiche 0.24.7). True when
+ * the peer's side is still open: it is told to stop by the shutdown that follows.
+ */
+export function discardUnread(native: NativeConnection, id: number): boolean {
+  for (;;) {
+    let r: [number, boolean] | null;
+    try {
+      r = native.streamRecv(id, scratch);
+    } catch {
+      return false; // reset by the peer, or gone: nothing more will come
+    }
+    if (r === null) return true;
+    if (r[1]) return false;
+  }
+}
+
 /** What a stream needs from its connection: kept narrow so the two stay decoupled. */
 export interface StreamHost {
   readonly native: NativeConnection;
