@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { onCleanup, useCleanup } from '../harness/index.js';
-import { QuicServer, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
+import { QuicServer, QuicStreamResetError, type QuicConnection, type QuicStream } from '../../shared/quic/index.js';
 import { ALPN, dial, pki, roundTrip } from './helpers.js';
 
 useCleanup();
@@ -90,5 +90,19 @@ describe('QUIC connection flow-control credit', () => {
       await ended;
     }
     expect(await roundTripWithin(t.conn, 5_000)).toBe('still here');
+  });
+
+  it('comes back for data a reader had not read when the writer gave up on the stream', async () => {
+    const t = await setup();
+    const errors: Error[] = [];
+    for (let i = 0; i < STREAMS; i++) {
+      const { stream, peer } = await fillVictim(t);
+      peer.on('error', (err) => errors.push(err));
+      stream.reset(6);
+    }
+    expect(await roundTripWithin(t.conn, 5_000)).toBe('still here');
+    // The readers that were not reading learn of it too, with the writer's code.
+    for (let i = 0; i < 200 && errors.length < STREAMS; i++) await pause(10);
+    expect(errors.map((e) => (e instanceof QuicStreamResetError ? e.resetCode : e.message))).toEqual(Array(STREAMS).fill(6));
   });
 });
