@@ -14,7 +14,7 @@ import { SHUTDOWN_READ, SHUTDOWN_WRITE, type NativeConnection, type NativeConnec
 import { CLOSE_DRAIN_LIMIT_MS, type QuicTransportOptions } from './options.js';
 import { sendSlab } from './buffers.js';
 import { onStall } from './stall-watch.js';
-import { QuicStream, type StreamHost } from './stream.js';
+import { QuicStream, discardUnread, type StreamHost } from './stream.js';
 
 export interface HostPort {
   host: string;
@@ -68,6 +68,13 @@ const STALL_PROBE_PINGS = 3;
 const STALL_BACKLOG_MS = 100;
 /** The longest drain after the peer's close (see #limitPeerCloseDrain); normally 3 PTO, well under this. */
 const PEER_CLOSE_DRAIN_LIMIT_MS = 1_000;
+/**
+ * How long a stream we gave up on, with our data possibly unread at the peer, waits between our
+ * STOP_SENDING and our RESET_STREAM (see #resetLater). The peer's reader lets go as soon as the
+ * STOP_SENDING arrives; the reset must come in a later batch of datagrams. A peer that does not
+ * (an older version) learns of it by the reset, as before.
+ */
+const RESET_DELAY_MS = 250;
 
 // One sweep for every established connection of the process, not a timer each: ten thousand
 // idle tunnels then cost one callback a second instead of ten thousand.
@@ -124,6 +131,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   readonly #streams = new Map<number, QuicStream>();
   readonly #writers = new Set<QuicStream>();
   readonly #readers = new Set<QuicStream>();
+  // Streams whose reader is behind: the peer's data waits in quiche (see QuicStream#checkStopped).
+  readonly #paused = new Set<QuicStream>();
+  // Resets held back until the peer could let go of its side (see #resetLater), oldest first.
+  readonly #lateResets: { id: number; code: number; due: number }[] = [];
+  #lateResetTimer: NodeJS.Timeout | undefined;
   readonly #waiters: OpenWaiter[] = [];
   // Peer-opened stream ids not seen yet (ids below the highest seen, when packets reorder).
   readonly #peerGaps = new Set<number>();
@@ -358,8 +370,13 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   }
 
   wantRead(stream: QuicStream): void {
+    this.#paused.delete(stream);
     this.#readers.add(stream);
     this.schedule();
+  }
+
+  readerPaused(stream: QuicStream): void {
+    this.#paused.add(stream);
   }
 
   streamCreated(stream: QuicStream): void {
@@ -371,14 +388,20 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#streams.delete(stream.id);
     this.#writers.delete(stream);
     this.#readers.delete(stream);
+    this.#paused.delete(stream);
     if (!stream.created) {
       // Never reached the wire: just give back the credit it held.
       this.#reserved--;
     } else if (!this.#final) {
       // Shutting down unfinished directions sends RESET_STREAM / STOP_SENDING so
       // the peer stops, and quiche can collect the stream and return its credit.
-      if (unfinished.read) this.#shutdown(stream.id, SHUTDOWN_READ, code);
-      if (unfinished.write) this.#shutdown(stream.id, SHUTDOWN_WRITE, code);
+      const peerWriting = unfinished.read && this.#stopReading(stream.id, code);
+      if (unfinished.write) {
+        // Our data may sit unread at the peer, where a reset would lose its credit: let the
+        // STOP_SENDING just sent reach the peer first, so that it can let go of it.
+        if (peerWriting && stream.sentData) this.#resetLater(stream.id, code);
+        else this.#shutdown(stream.id, SHUTDOWN_WRITE, code);
+      }
       this.schedule();
     }
     this.emit('streamClosed', stream);
@@ -407,6 +430,10 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     }
     if (native.isReadable()) {
       for (const id of native.readable()) this.#onReadable(id);
+    }
+    // A STOP_SENDING for a reader that is behind comes ahead of the peer's reset (see #resetLater).
+    if (this.#paused.size > 0 && this.#turnDatagrams > 0) {
+      for (const s of this.#paused) s.checkStopped();
     }
     while (this.#waiters.length > 0 && this.#credit() > 0) this.#waiters.shift()!.resolve(this.#createLocalStream());
 
@@ -706,8 +733,8 @@ export class QuicConnection extends EventEmitter implements StreamHost {
         stream = this.#acceptPeerStream(id);
         if (!stream) return;
       } else {
-        // Data for a stream we already let go of: tell quiche to drop it.
-        this.#shutdown(id, SHUTDOWN_READ, 0);
+        // Data for a stream we already let go of: drop it.
+        this.#stopReading(id, 0);
         return;
       }
     }
@@ -746,6 +773,43 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   #credit(): number {
     return this.native.peerStreamsLeftBidi() - this.#reserved;
   }
+
+  /**
+   * Stop reading stream `id`: what quiche holds for it is read and thrown away first, so its
+   * connection credit comes back (see discardUnread), then STOP_SENDING tells the peer to stop.
+   * True if the peer was still writing.
+   */
+  #stopReading(id: number, code: number): boolean {
+    const open = discardUnread(this.native, id);
+    this.#shutdown(id, SHUTDOWN_READ, code);
+    return open;
+  }
+
+  /**
+   * Reset our side of stream `id` after RESET_DELAY_MS. Sent together with our STOP_SENDING, the
+   * reset would reach a peer whose reader is behind before it could read what it holds, and
+   * quiche 0.18 would drop that without returning its connection credit. The peer's reader lets
+   * go when the STOP_SENDING arrives (QuicStream#checkStopped), which also makes quiche reset our
+   * side; this reset is then a no-op.
+   */
+  #resetLater(id: number, code: number): void {
+    this.#lateResets.push({ id, code, due: performance.now() + RESET_DELAY_MS });
+    this.#lateResetTimer ??= setTimeout(this.#resetDue, RESET_DELAY_MS);
+  }
+
+  readonly #resetDue = (): void => {
+    this.#lateResetTimer = undefined;
+    if (this.#final) return;
+    const now = performance.now();
+    let reset = 0;
+    while (reset < this.#lateResets.length && this.#lateResets[reset]!.due <= now + 1) {
+      const { id, code } = this.#lateResets[reset++]!;
+      this.#shutdown(id, SHUTDOWN_WRITE, code);
+    }
+    this.#lateResets.splice(0, reset);
+    if (this.#lateResets.length > 0) this.#lateResetTimer = setTimeout(this.#resetDue, Math.max(1, this.#lateResets[0]!.due - now));
+    if (reset > 0) this.schedule();
+  };
 
   #shutdown(id: number, direction: number, code: number): void {
     this.#mustFlush = true;
@@ -805,6 +869,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     if (this.#liveness) clearTimeout(this.#liveness);
     if (this.#suspectTimer) clearTimeout(this.#suspectTimer);
     if (this.#peerCloseLimit) clearTimeout(this.#peerCloseLimit);
+    if (this.#lateResetTimer) clearTimeout(this.#lateResetTimer);
     this.#unwatchStalls?.();
     const info = this.closeInfo();
     const err = info.error ?? new QuicClosedError(info);
@@ -812,6 +877,7 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     this.#streams.clear();
     this.#writers.clear();
     this.#readers.clear();
+    this.#paused.clear();
     for (const w of this.#waiters.splice(0)) w.reject(err);
     this.#sink.release(this);
     this.#resolveClosed(info);

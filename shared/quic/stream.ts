@@ -8,6 +8,27 @@ const READ_CHUNK = 64 << 10;
 // One scratch buffer for every stream: reads are copied out at once, and JS is single-threaded.
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
+/**
+ * Read and throw away what quiche holds for stream `id`, before its read side is shut down.
+ * quiche 0.18 counts bytes as consumed (and returns their connection-level credit to the peer)
+ * only when stream_recv reads them: the bytes that stream_shutdown(Read) or a RESET_STREAM from
+ * the peer discards are lost to the connection's flow-control window for good, and two dozen
+ * abandoned uploads of a MiB would freeze a tunnel (fixed upstream in quiche 0.24.7). True when
+ * the peer's side is still open: it is told to stop by the shutdown that follows.
+ */
+export function discardUnread(native: NativeConnection, id: number): boolean {
+  for (;;) {
+    let r: [number, boolean] | null;
+    try {
+      r = native.streamRecv(id, scratch);
+    } catch {
+      return false; // reset by the peer, or gone: nothing more will come
+    }
+    if (r === null) return true;
+    if (r[1]) return false;
+  }
+}
+
 /** What a stream needs from its connection: kept narrow so the two stay decoupled. */
 export interface StreamHost {
   readonly native: NativeConnection;
@@ -21,6 +42,8 @@ export interface StreamHost {
   streamCreated(stream: QuicStream): void;
   /** quiche took bytes or a FIN from a stream: they are to be sent, not held back. */
   handedOver(): void;
+  /** The stream's reader stopped taking data: quiche may hold more of the peer's for it. */
+  readerPaused(stream: QuicStream): void;
   /** The stream is gone; reset whichever directions did not finish. */
   streamClosed(stream: QuicStream, unfinished: { read: boolean; write: boolean }, code: number): void;
 }
@@ -47,6 +70,8 @@ export class QuicStream extends Duplex {
   #finalCb: ((err?: Error | null) => void) | undefined;
   #finRequested = false;
   #finSent = false;
+  /** Bytes quiche took from us on this stream. */
+  #sent = 0;
   #resetCode = 0;
   #idleTimer: NodeJS.Timeout | undefined;
 
@@ -66,6 +91,11 @@ export class QuicStream extends Duplex {
   /** Our reader paused (its buffer is full) while quiche may hold more of the peer's data. */
   get readerBehind(): boolean {
     return this.#readPaused && !this.#readDone && !this.destroyed;
+  }
+
+  /** Whether quiche took any of our data for the peer: then the peer may hold some of it unread. */
+  get sentData(): boolean {
+    return this.#sent > 0;
   }
 
   // net.Socket look-alikes that node:http reads or calls.
@@ -135,6 +165,7 @@ export class QuicStream extends Duplex {
       }
       if (!more) {
         this.#readPaused = true;
+        this.#host.readerPaused(this);
         return;
       }
     }
@@ -156,6 +187,7 @@ export class QuicStream extends Duplex {
       if (sent === null) return this.#stillOpen();
       this.#markCreated();
       this.#queued -= sent;
+      this.#sent += sent;
       if (sent < chunk.length) {
         // quiche took part: the rest (and any FIN) waits for more credit.
         this.#queue[0] = chunk.subarray(sent);
@@ -291,9 +323,21 @@ export class QuicStream extends Duplex {
    */
   checkAbandoned(): void {
     // While reading, the reader sees a reset; only STOP_SENDING could go unseen, and our peers
-    // send it only with a reset. So a stream still reading (a tunnel's control stream) is skipped.
+    // send it with a reset or RESET_DELAY_MS ahead of one (a reader that is behind is asked at
+    // once: checkStopped). So a stream still reading (a tunnel's control stream) is skipped.
     if (!this.#readDone || this.destroyed || this.#finRequested || this.#queue.length > 0) return;
     this.#stillOpen();
+  }
+
+  /**
+   * A reader that is behind leaves the peer's data in quiche, where a RESET_STREAM would drop it
+   * without returning its connection credit (see discardUnread). So a peer that gives up on a
+   * stream it has written to first sends only STOP_SENDING, and resets its side a little later
+   * (QuicConnection#resetLater); the connection calls this for such readers whenever datagrams
+   * arrive, and a stopped stream is destroyed here, its unread data discarded with credit.
+   */
+  checkStopped(): void {
+    if (this.readerBehind) this.#stillOpen();
   }
 
   /** quiche reports stream errors as Error strings; turn them into ours. */

@@ -38,6 +38,22 @@ async function abandonDownload(port: number, path: string, bytes: number): Promi
   socket.destroy();
 }
 
+/**
+ * A visitor that starts a 64 MiB upload, sends `bytes` of it and hangs up once the node has taken
+ * them. (Less than the buffers on the way to a handler that does not read hold: a node that
+ * stops reading the visitor's socket would not see it close.)
+ */
+const UPLOADS = 60;
+
+async function abandonUpload(port: number, path: string, bytes: number): Promise<void> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(`POST ${path} HTTP/1.1\r\nHost: ${GROUP}\r\nContent-Length: ${64 << 20}\r\n\r\n`);
+  if (!socket.write(Buffer.alloc(bytes, 'u'))) await once(socket, 'drain');
+  socket.destroy();
+}
+
 describe('client library against a data-plane node', () => {
   it('serves the seed example: PONG for every request', async () => {
     const t = await startTestNode();
@@ -107,6 +123,33 @@ describe('client library against a data-plane node', () => {
     const again = await startTestNode({ nodeId: 'after', tunnelAddress: first.address });
     await once(tunnel, 'ready');
     expect((await visit(again.node.httpAddress.port, '/')).body.toString()).toBe('PONG');
+  });
+
+  it('stays usable after visitors abandon uploads its handler had not read yet', async () => {
+    const t = await startTestNode();
+    let reached = 0;
+    await open(t, {
+      handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (req.url === '/sink') return void req.resume().once('end', () => res.end('read'));
+        if (req.url !== '/upload') return void res.end('PONG');
+        // The upload's handler waits before it reads (here: until the visitor has gone).
+        reached++;
+        req.once('close', () => res.destroy());
+      },
+    });
+    const port = t.node.httpAddress.port;
+    // A fast upload first, as a tunnel in use has carried: quiche 0.18 grows the connection's
+    // flow-control window (it starts at 48 KiB) only while the reader keeps up.
+    expect((await visit(port, '/sink', { method: 'POST', body: Buffer.alloc(64 << 20), timeoutMs: 30_000 })).body.toString()).toBe('read');
+    // Each upload dropped unread once took its unread bytes (up to a stream window, 1 MiB) of the
+    // tunnel's credit for good: two or three dozen of them froze it.
+    for (let i = 0; i < UPLOADS; i++) await abandonUpload(port, '/upload', 1 << 20);
+    const answer = await visit(port, '/', { timeoutMs: 5_000 }).then(
+      (res) => `${res.status} ${res.body}`,
+      (err: Error) => err.message,
+    );
+    expect(answer).toBe('200 PONG');
+    expect(reached).toBe(UPLOADS);
   });
 
   it('close() lets the request in flight finish', async () => {
