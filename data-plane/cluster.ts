@@ -123,7 +123,8 @@ export class Cluster {
     };
     if (held()) return Promise.resolve(true);
     const released = this.membership.releasedAt(group);
-    const turnedAway = stale.size > 0 || tried.tunnels.size > 0;
+    // Tunnels still here that cannot take the request are closing (their client left) or were tried.
+    const turnedAway = stale.size > 0 || registry.count(group) > 0;
     const moving = turnedAway || (released !== undefined && performance.now() - released < HANDOVER_WINDOW_MS);
     if (!moving) return Promise.resolve(false);
     // Woken by route changes, not by a timer per request: a hand-over can park many requests.
