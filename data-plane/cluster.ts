@@ -11,11 +11,13 @@ import { type HopListener, type HopListenerDeps, createHopListener } from './hop
 import { LISTENER_FLAGS, listen } from './listeners.js';
 import { createMembership, type Membership, type MembershipHealth } from './membership/index.js';
 import type { Metrics } from './metrics.js';
-import type { PublicProxy, Remote } from './proxy.js';
+import type { PublicProxy, Remote, TriedHolders } from './proxy.js';
 import type { TunnelRegistry } from './tunnels.js';
 
 /** How long a request waits for a moving tunnel (see ProxyDeps.awaitHolder): a reconnect or hand-over takes well under this. */
 export const HANDOVER_WAIT_MS = 2_000;
+/** A group whose last holder left this recently is likely moving, not gone: requests for it wait for the next holder. */
+export const HANDOVER_WINDOW_MS = 5_000;
 
 export interface ClusterOptions {
   nodeId: string;
@@ -101,13 +103,30 @@ export class Cluster {
   }
 
   /**
-   * Resolves true as soon as some node (this one or another) holds a tunnel for `group`,
-   * false after HANDOVER_WAIT_MS without one.
+   * Resolves true as soon as a holder of `group` that the request has not tried appears (a
+   * tunnel here, or another node; a tried node counts again once its record left and came
+   * back), false after HANDOVER_WAIT_MS without one. False at once unless the group is moving:
+   * its last holder left within HANDOVER_WINDOW_MS, or holders turned the request away (a
+   * tunnel here that is closing, nodes whose records this node has not yet seen change).
    */
-  awaitHolder(group: string): Promise<boolean> {
+  awaitHolder(group: string, tried: TriedHolders): Promise<boolean> {
     const { registry, nodeId } = this.#options;
-    const held = (): boolean => registry.count(group) > 0 || (this.clustered && this.membership.nodesFor(group).some((n) => n.id !== nodeId));
+    const stale = new Set(tried.nodes);
+    const held = (): boolean => {
+      if (registry.hasAnswering(group, tried.tunnels)) return true;
+      if (!this.clustered) return false;
+      const listed = new Set(this.membership.nodesFor(group).map((n) => n.id));
+      listed.delete(nodeId);
+      for (const id of stale) if (!listed.has(id)) stale.delete(id);
+      for (const id of listed) if (!stale.has(id)) return true;
+      return false;
+    };
     if (held()) return Promise.resolve(true);
+    const released = this.membership.releasedAt(group);
+    // Tunnels still here that cannot take the request are closing (their client left) or were tried.
+    const turnedAway = stale.size > 0 || registry.count(group) > 0;
+    const moving = turnedAway || (released !== undefined && performance.now() - released < HANDOVER_WINDOW_MS);
+    if (!moving) return Promise.resolve(false);
     // Woken by route changes, not by a timer per request: a hand-over can park many requests.
     return new Promise<boolean>((resolve) => {
       const waiter = (): void => {

@@ -212,7 +212,7 @@ async function openNode(options: NodeOptions, checked: Checked, opened: Array<()
     maxHeaderSize: options.maxHeaderSize,
     trustedProxies,
     remote: cluster.remote,
-    awaitHolder: (group) => cluster.awaitHolder(group),
+    awaitHolder: (group, tried) => cluster.awaitHolder(group, tried),
   });
 
   await cluster.listen(proxy, intake.track);

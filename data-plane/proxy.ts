@@ -22,9 +22,6 @@ import { ResponseVisitor, SocketVisitor, responseProblem, type Visitor } from '.
 /** Headers a request may have; node:http keeps this many by default and drops the rest silently, so more is refused (431). */
 export const MAX_HEADER_COUNT = 2000;
 
-/** A group served this recently is likely moving, not gone: wait for it a little. */
-const HANDOVER_WINDOW_MS = 5_000;
-
 // RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -69,10 +66,17 @@ export interface ProxyDeps {
   remote?: Remote | undefined;
   /**
    * While a tunnel moves (a client reconnecting, or following a drain to another
-   * node), its group can have no holder for a moment. Resolves true once one
-   * appears, false if none does in time.
+   * node), its group can have no holder for a moment, or only holders whose route
+   * is stale (they answer "no tunnel here"). Resolves true once a holder not in
+   * `tried` appears; false at once if the group is not moving, or if none appears in time.
    */
-  awaitHolder(group: string): Promise<boolean>;
+  awaitHolder(group: string, tried: TriedHolders): Promise<boolean>;
+}
+
+/** What a request has tried so far: this node's tunnels, and the other nodes it hopped to. */
+export interface TriedHolders {
+  tunnels: ReadonlySet<Tunnel>;
+  nodes: ReadonlySet<string>;
 }
 
 /** A request another node forwarded here: served from this node's tunnels only, never hopped again. */
@@ -102,8 +106,6 @@ interface Routed {
 interface Context {
   readonly deps: ProxyDeps;
   readonly log: Logger;
-  /** When each group last answered, for the hand-over wait. */
-  readonly lastServed: Map<string, number>;
 }
 
 /** A visitor's request from the moment it arrives until finish(). */
@@ -122,6 +124,8 @@ class ProxyRequest {
   readonly #mayHop: boolean;
   readonly #started = performance.now();
   readonly #tried = new Set<Tunnel>();
+  /** Nodes hopped to in this round (they turned the request away, or could not be reached). */
+  readonly #triedNodes = new Set<string>();
   #targets: HopTarget[] | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #far: Far | undefined;
@@ -168,8 +172,9 @@ class ProxyRequest {
       if (!far) {
         if (!waited && this.#mayWaitForHolder()) {
           waited = true;
-          if ((await this.#ctx.deps.awaitHolder(this.#group)) && !this.#finished) {
+          if ((await this.#ctx.deps.awaitHolder(this.#group, { tunnels: this.#tried, nodes: this.#triedNodes })) && !this.#finished) {
             this.#tried.clear();
+            this.#triedNodes.clear();
             this.#targets = undefined;
             continue;
           }
@@ -217,6 +222,7 @@ class ProxyRequest {
     if (!this.#mayHop || !remote) return undefined;
     this.#targets ??= remote.targets(this.#group);
     for (let target = this.#targets.shift(); target && !this.#finished; target = this.#targets.shift()) {
+      this.#triedNodes.add(target.id);
       try {
         return await remote.open(target, this.#group, this.#head);
       } catch (error) {
@@ -281,7 +287,6 @@ class ProxyRequest {
     clearTimeout(this.#deadline);
     if (far instanceof TunnelFar) far.unwatch();
     this.#countHop('response');
-    this.#ctx.lastServed.set(this.#group, performance.now());
     this.#ctx.deps.metrics.proxyLatency.observe({ group: this.#group }, (performance.now() - this.#started) / 1000);
     // From here a failure of the far side cuts the response: it cannot be answered any more.
     // A stream can also close without an error (its connection closed from this side).
@@ -331,9 +336,9 @@ class ProxyRequest {
     this.#ctx.deps.remote?.count(result);
   }
 
+  /** A request from the hop goes back to the node that sent it, which waits; one with body bytes sent cannot go again. */
   #mayWaitForHolder(): boolean {
-    const served = this.#ctx.lastServed.get(this.#group);
-    return this.#mayHop && this.#bodyBytes === 0 && served !== undefined && performance.now() - served < HANDOVER_WINDOW_MS;
+    return this.#mayHop && this.#bodyBytes === 0;
   }
 
   #explain(far: Far, error: unknown): ProxyError {
@@ -398,7 +403,7 @@ function headerValue(headers: string[], lower: string): string | undefined {
 }
 
 export function createProxy(deps: ProxyDeps): PublicProxy {
-  const ctx: Context = { deps, log: deps.logger.child({ component: 'proxy' }), lastServed: new Map() };
+  const ctx: Context = { deps, log: deps.logger.child({ component: 'proxy' }) };
   const trusted = deps.trustedProxies ?? TrustedProxies.none;
 
   /** route: the visitor's request as a v2 head, and the group serving its host. */

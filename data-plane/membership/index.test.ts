@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { ReverstError } from '../../shared/errors.js';
-import { createMembership, DEFAULT_HEARTBEAT_MS, DEFAULT_NAMESPACE, DEFAULT_RESYNC_MS, DEFAULT_TTL_MS, parseMembershipOptions } from './index.js';
+import {
+  createMembership,
+  type Membership,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_NAMESPACE,
+  DEFAULT_RESYNC_MS,
+  DEFAULT_TTL_MS,
+  parseMembershipOptions,
+} from './index.js';
 
 describe('createMembership', () => {
   const accepted = ['memory', 'memory://', 'memory://cluster', 'redis://127.0.0.1:6379', 'rediss://cache:6380/2', 'nats://127.0.0.1:4222', 'NATS://u:p@host'];
@@ -77,6 +85,53 @@ describe('createMembership', () => {
           .sort(),
       )
       .toEqual(['a', 'b']);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe('Membership.releasedAt', () => {
+  /** Resolves at the first 'change' of `m` after which `done` holds (at once if it holds already). */
+  const until = (m: Membership, done: () => boolean): Promise<void> =>
+    new Promise((resolve) => {
+      if (done()) return resolve();
+      const check = (): void => {
+        if (!done()) return;
+        m.off('change', check);
+        resolve();
+      };
+      m.on('change', check);
+    });
+  const holders = (m: Membership, group: string) => m.nodesFor(group).map((n) => n.id);
+
+  it("says when a group lost its last holder, this node's own tunnels included, until one holds it again", async () => {
+    const a = createMembership('memory://released-test');
+    const b = createMembership('memory://released-test');
+    await a.start({ id: 'a', address: 'a:1' });
+    await b.start({ id: 'b', address: 'b:1' });
+    expect(a.releasedAt('g')).toBeUndefined(); // never held
+
+    b.setGroups(['g']);
+    await until(a, () => holders(a, 'g').includes('b'));
+    expect(a.releasedAt('g')).toBeUndefined();
+
+    // b's tunnel leaves (to move to a): for a moment nobody holds g, and a can tell it was held.
+    const before = performance.now();
+    b.setGroups([]);
+    await until(a, () => holders(a, 'g').length === 0);
+    const released = a.releasedAt('g')!;
+    expect(released).toBeGreaterThanOrEqual(before);
+    expect(released).toBeLessThanOrEqual(performance.now());
+    expect(b.releasedAt('g')).toBeGreaterThanOrEqual(before);
+
+    // Its new holder: a itself, which then lets go too.
+    a.setGroups(['g']);
+    expect(a.releasedAt('g')).toBeUndefined();
+    await until(b, () => holders(b, 'g').includes('a'));
+    expect(b.releasedAt('g')).toBeUndefined();
+    a.setGroups([]);
+    expect(a.releasedAt('g')).toBeGreaterThanOrEqual(released);
+    await until(b, () => holders(b, 'g').length === 0);
+    expect(b.releasedAt('g')).toBeGreaterThanOrEqual(released);
     await Promise.all([a.stop(), b.stop()]);
   });
 });

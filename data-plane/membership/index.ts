@@ -56,6 +56,12 @@ export interface Membership extends EventEmitter<MembershipEvents> {
    * store. Nodes whose record expired are dropped at the next resync.
    */
   nodesFor(group: string): NodeInfo[];
+  /**
+   * When `group` lost its last holder, this node included, as this node saw it (performance.now()
+   * milliseconds): a tunnel moving to another node (a drain, a client reconnecting) leaves its
+   * group without a holder for a moment. Undefined while some node holds it, or if none did lately.
+   */
+  releasedAt(group: string): number | undefined;
   /** Every known node, this one first. */
   nodes(): NodeInfo[];
   /** Degraded while the store is unreachable; routing then uses the last known table. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RouteTable } from './route-table.js';
+import { RELEASE_MEMORY_MS, RouteTable } from './route-table.js';
 import type { NodeRecord } from './store.js';
 
 const record = (address: string, ...groups: string[]): NodeRecord => ({ address, groups });
@@ -74,5 +74,38 @@ describe('RouteTable', () => {
     table.replace(new Map([['a', record('a:1', 'x')]]));
     expect(ids(table, 'x')).toEqual(['a']);
     expect(table.nodesFor('y')).toEqual([]);
+  });
+
+  it('releasedAt() says when a group lost its last holder, until a holder appears again', () => {
+    let now = 1_000;
+    const table = new RouteTable(() => now);
+    expect(table.releasedAt('x')).toBeUndefined(); // never held
+    table.apply('a', record('a:1', 'x'));
+    table.apply('b', record('b:1', 'x', 'y'));
+    expect(table.releasedAt('x')).toBeUndefined();
+
+    now = 2_000;
+    table.apply('a', undefined); // b still holds x
+    expect(table.releasedAt('x')).toBeUndefined();
+    now = 3_000;
+    table.apply('b', record('b:1', 'y')); // the last holder of x lets go: a tunnel moving to another node
+    expect(table.releasedAt('x')).toBe(3_000);
+    expect(table.releasedAt('y')).toBeUndefined();
+
+    now = 3_050;
+    table.apply('c', record('c:1', 'x')); // its new holder
+    expect(table.releasedAt('x')).toBeUndefined();
+
+    // A listing that drops the last holder is a release too.
+    now = 4_000;
+    table.beginListing();
+    table.replace(new Map([['b', record('b:1', 'y')]]));
+    expect(table.releasedAt('x')).toBe(4_000);
+    // An update of a holder that keeps the group is none.
+    table.apply('b', record('b:2', 'y'));
+    expect(table.releasedAt('y')).toBeUndefined();
+
+    now = 4_000 + RELEASE_MEMORY_MS + 1;
+    expect(table.releasedAt('x')).toBeUndefined(); // long gone, not moving
   });
 });

@@ -6,6 +6,9 @@ interface Entry {
   groups: ReadonlySet<string>;
 }
 
+/** How long a group's release is remembered: far longer than any hand-over takes. */
+export const RELEASE_MEMORY_MS = 60_000;
+
 /**
  * Other nodes and the groups each holds, indexed by group for the request path. Fed by
  * change events one node at a time and by full listings (`replace`); the two may interleave.
@@ -13,12 +16,31 @@ interface Entry {
 export class RouteTable {
   readonly #nodes = new Map<string, Entry>();
   readonly #byGroup = new Map<string, Map<string, NodeInfo>>();
+  /** When each group lost its last holder here, while it has none (see `releasedAt`). */
+  readonly #released = new Map<string, number>();
+  readonly #now: () => number;
   // Nodes that change events touched while a listing was being read (see `beginListing`).
   #touchedDuringListing: Set<string> | undefined;
+
+  /** `now` is the clock `releasedAt` reads (milliseconds; performance.now() by default). */
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
 
   nodesFor(group: string): NodeInfo[] {
     const holders = this.#byGroup.get(group);
     return holders ? [...holders.values()] : [];
+  }
+
+  /**
+   * When `group` lost its last holder in this table (by the clock given to the constructor):
+   * a tunnel that is moving between nodes leaves its group without a holder for a moment.
+   * Undefined while some node holds it, if none ever did, or once the release is over
+   * RELEASE_MEMORY_MS old.
+   */
+  releasedAt(group: string): number | undefined {
+    const at = this.#byGroup.has(group) ? undefined : this.#released.get(group);
+    return at !== undefined && this.#now() - at <= RELEASE_MEMORY_MS ? at : undefined;
   }
 
   nodes(): NodeInfo[] {
@@ -74,16 +96,26 @@ export class RouteTable {
       let holders = this.#byGroup.get(group);
       if (!holders) this.#byGroup.set(group, (holders = new Map()));
       holders.set(id, info);
+      this.#released.delete(group);
     }
     return true;
   }
 
   #unindex(id: string, groups: ReadonlySet<string>): void {
+    const now = this.#now();
     for (const group of groups) {
       const holders = this.#byGroup.get(group);
       holders?.delete(id);
-      if (holders?.size === 0) this.#byGroup.delete(group);
+      if (holders?.size !== 0) continue;
+      this.#byGroup.delete(group);
+      this.#forgetOldReleases(now);
+      this.#released.set(group, now);
     }
+  }
+
+  // Groups that are gone for good (removed from the config) would otherwise stay here forever.
+  #forgetOldReleases(now: number): void {
+    for (const [group, at] of this.#released) if (now - at > RELEASE_MEMORY_MS) this.#released.delete(group);
   }
 }
 

@@ -25,6 +25,8 @@ export class StoreMembership extends EventEmitter<MembershipEvents> implements M
   readonly #options: ResolvedMembershipOptions;
   readonly #logger: Logger;
   readonly #table = new RouteTable();
+  /** This node's own groups as a table of one, for when it stopped holding one (releasedAt). */
+  readonly #own = new RouteTable();
   readonly #due = new Set<Step>();
   #self: NodeInfo | undefined;
   #groups: ReadonlySet<string> = new Set();
@@ -71,6 +73,7 @@ export class StoreMembership extends EventEmitter<MembershipEvents> implements M
     const next = new Set(groups);
     if (sameSet(next, this.#groups)) return;
     this.#groups = next;
+    this.#own.apply('self', { address: 'self', groups: [...next] });
     if (this.#phase !== 'running') return; // published by start()
     this.#emitChange();
     this.#schedule('publish');
@@ -80,6 +83,13 @@ export class StoreMembership extends EventEmitter<MembershipEvents> implements M
     const nodes = this.#table.nodesFor(group);
     if (this.#phase === 'running' && this.#groups.has(group)) nodes.unshift(this.#self!);
     return nodes;
+  }
+
+  releasedAt(group: string): number | undefined {
+    if (this.nodesFor(group).length > 0) return undefined;
+    const others = this.#table.releasedAt(group);
+    const own = this.#own.releasedAt(group);
+    return others === undefined || (own !== undefined && own > others) ? own : others;
   }
 
   nodes(): NodeInfo[] {

@@ -28,7 +28,7 @@ export class ClusterNode {
     const args = [
       ...nodeArgs({ ...opts, quicPort, httpPort, managementPort }),
       '-l',
-      process.env.DEBUG_ROLL ? 'debug' : 'info',
+      'info',
       '--membership',
       opts.membership,
       '--node-id',

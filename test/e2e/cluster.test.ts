@@ -137,26 +137,12 @@ for (const kind of ['redis', 'nats'] as const) {
     it('rolls every node (SIGTERM, start again) under load without a failed request', async () => {
       const nodes = await startCluster(store.url);
       const tunnel = await client('rolling', nodes);
-      const t0 = Date.now();
-      if (process.env.DEBUG_ROLL) {
-        for (const ev of ['ready', 'drain', 'reconnecting'] as const)
-          tunnel.on(ev, (e: unknown) =>
-            console.log(
-              Date.now() - t0,
-              ev,
-              JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? v.message : v)),
-            ),
-          );
-        console.log('ports', nodes.map((n) => `${n.id}=${n.httpPort}/${n.quicPort}`).join(' '));
-      }
       const up = new Set(nodes);
       const load = steadyLoad(() => [...up].map((n) => n.httpPort));
       for (const node of nodes) {
         await new Promise((r) => setTimeout(r, 500));
         up.delete(node);
-        if (process.env.DEBUG_ROLL) console.log(Date.now() - t0, 'SIGTERM', node.id);
         const exit = await node.proc.kill('SIGTERM');
-        if (process.env.DEBUG_ROLL) console.log(Date.now() - t0, 'exited', node.id);
         expect(exit.code).toBe(0);
         await node.run();
         up.add(node);
@@ -165,18 +151,6 @@ for (const kind of ['redis', 'nats'] as const) {
       await new Promise((r) => setTimeout(r, 500));
       const outcomes = await load.stop();
       report(`${kind} rolling restart`, outcomes);
-      if (process.env.DEBUG_ROLL) {
-        for (const o of outcomes.filter((x) => !x.ok)) console.log(o.at - t0, o.detail);
-        for (const n of nodes)
-          console.log(
-            n.id,
-            n.proc
-              .output()
-              .split('\n')
-              .filter((l) => /hop|membership|tunnel|drain|left/.test(l))
-              .join('\n'),
-          );
-      }
       expect(outcomes.length).toBeGreaterThan(100);
       expect(failures(outcomes)).toEqual([]);
       expect(tunnel.tunnels.length).toBe(1);
