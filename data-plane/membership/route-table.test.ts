@@ -108,4 +108,30 @@ describe('RouteTable', () => {
     now = 4_000 + RELEASE_MEMORY_MS + 1;
     expect(table.releasedAt('x')).toBeUndefined(); // long gone, not moving
   });
+
+  it('keeps releases in order as groups come and go, and changes only the groups a node gained or dropped', () => {
+    let now = 0;
+    const table = new RouteTable(() => now);
+    table.apply('a', record('a:1', 'x', 'y', 'z'));
+    now = 1_000;
+    table.apply('a', record('a:1', 'y', 'z')); // x released at 1 s
+    now = 2_000;
+    table.apply('a', record('a:1', 'x', 'z')); // x back, y released at 2 s
+    now = 3_000;
+    table.apply('a', record('a:1', 'z')); // x released again, at 3 s: after y
+    expect(table.releasedAt('x')).toBe(3_000);
+    expect(table.releasedAt('y')).toBe(2_000);
+    expect(table.releasedAt('z')).toBeUndefined();
+    // A node that moves keeps its groups, under its new address.
+    table.apply('a', record('a:2', 'z'));
+    expect(table.nodesFor('z')).toEqual([{ id: 'a', address: 'a:2' }]);
+    expect(table.releasedAt('z')).toBeUndefined();
+    // y's release is forgotten first, then x's; a later release is remembered on its own clock.
+    now = 2_000 + RELEASE_MEMORY_MS + 1;
+    table.apply('b', record('b:1', 'w'));
+    table.apply('b', record('b:1'));
+    expect(table.releasedAt('y')).toBeUndefined();
+    expect(table.releasedAt('x')).toBe(3_000);
+    expect(table.releasedAt('w')).toBe(now);
+  });
 });

@@ -88,11 +88,19 @@ export class RouteTable {
       return true;
     }
     const groups = new Set(record.groups);
-    if (current && current.info.address === record.address && sameSet(current.groups, groups)) return false;
-    if (current) this.#unindex(id, current.groups);
-    const info: NodeInfo = Object.freeze({ id, address: record.address });
+    const moved = current !== undefined && current.info.address !== record.address;
+    if (current && !moved && sameSet(current.groups, groups)) return false;
+    // Only the groups this node dropped are released: one group more or less on a node
+    // with thousands costs that one group, not a release and a re-index of all of them.
+    if (current)
+      this.#unindex(
+        id,
+        [...current.groups].filter((group) => !groups.has(group)),
+      );
+    const info: NodeInfo = moved || !current ? Object.freeze({ id, address: record.address }) : current.info;
     this.#nodes.set(id, { info, groups });
     for (const group of groups) {
+      if (!moved && current?.groups.has(group)) continue;
       let holders = this.#byGroup.get(group);
       if (!holders) this.#byGroup.set(group, (holders = new Map()));
       holders.set(id, info);
@@ -101,21 +109,27 @@ export class RouteTable {
     return true;
   }
 
-  #unindex(id: string, groups: ReadonlySet<string>): void {
+  #unindex(id: string, groups: Iterable<string>): void {
     const now = this.#now();
     for (const group of groups) {
       const holders = this.#byGroup.get(group);
       holders?.delete(id);
       if (holders?.size !== 0) continue;
       this.#byGroup.delete(group);
-      this.#forgetOldReleases(now);
+      // Deleted first so the map stays in release order, oldest first (see #forgetOldReleases).
+      this.#released.delete(group);
       this.#released.set(group, now);
     }
+    this.#forgetOldReleases(now);
   }
 
   // Groups that are gone for good (removed from the config) would otherwise stay here forever.
+  // The map is in release order, so this stops at the first release still remembered.
   #forgetOldReleases(now: number): void {
-    for (const [group, at] of this.#released) if (now - at > RELEASE_MEMORY_MS) this.#released.delete(group);
+    for (const [group, at] of this.#released) {
+      if (now - at <= RELEASE_MEMORY_MS) break;
+      this.#released.delete(group);
+    }
   }
 }
 
