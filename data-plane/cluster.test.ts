@@ -118,6 +118,20 @@ describe('Cluster.awaitHolder', () => {
     expect(holdersWhenResolved).toEqual(['c']);
   });
 
+  it('answers false at once when the live tunnels here failed the request: nothing is moving', async () => {
+    const [node] = await nodesWithRegistries('a');
+    const { cluster: a, registry } = node!;
+    const live = {
+      id: 'a-1',
+      group: GROUP,
+      connection: { isClosing: false, suspect: false, closed: new Promise(() => {}) },
+      inFlight: 0,
+    } as unknown as Tunnel;
+    registry.add(live);
+    // The client refused the request, or its handler broke: its tunnel stays, and no other is coming.
+    expect(await settled(a.awaitHolder(GROUP, { tunnels: new Set([live]), nodes: new Set() }))).toBe(false);
+  });
+
   it('answers false at once for a group nobody held lately: nothing is moving', async () => {
     const [a] = await nodes('a');
     expect(await settled(a!.awaitHolder(GROUP, nothingTried))).toBe(false);

@@ -123,8 +123,10 @@ export class Cluster {
     };
     if (held()) return Promise.resolve(true);
     const released = this.membership.releasedAt(group);
-    // Tunnels still here that cannot take the request are closing (their client left) or were tried.
-    const turnedAway = stale.size > 0 || registry.count(group) > 0;
+    // Moving: nodes listed as holders turned the request away, or every tunnel still here is
+    // closing (its client is leaving) or silent. A request that live tunnels here failed (the
+    // client refused it, the handler broke) has nothing to wait for: it fails at once.
+    const turnedAway = stale.size > 0 || (registry.count(group) > 0 && !registry.hasAnswering(group));
     const moving = turnedAway || (released !== undefined && performance.now() - released < HANDOVER_WINDOW_MS);
     if (!moving) return Promise.resolve(false);
     // Woken by route changes, not by a timer per request: a hand-over can park many requests.
