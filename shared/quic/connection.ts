@@ -395,12 +395,11 @@ export class QuicConnection extends EventEmitter implements StreamHost {
     } else if (!this.#final) {
       // Shutting down unfinished directions sends RESET_STREAM / STOP_SENDING so
       // the peer stops, and quiche can collect the stream and return its credit.
-      if (unfinished.read) this.#stopReading(stream.id, code);
+      const peerWriting = unfinished.read && this.#stopReading(stream.id, code);
       if (unfinished.write) {
         // Our data may sit unread at the peer, where a reset would lose its credit: let the
-        // STOP_SENDING just sent reach the peer first, so that it can let go of it. Without
-        // one (we had read everything), a peer that is reading still drains what it holds first.
-        if (stream.sentData) this.#resetLater(stream.id, code);
+        // STOP_SENDING just sent reach the peer first, so that it can let go of it.
+        if (peerWriting && stream.sentData) this.#resetLater(stream.id, code);
         else this.#shutdown(stream.id, SHUTDOWN_WRITE, code);
       }
       this.schedule();
@@ -778,10 +777,12 @@ export class QuicConnection extends EventEmitter implements StreamHost {
   /**
    * Stop reading stream `id`: what quiche holds for it is read and thrown away first, so its
    * connection credit comes back (see discardUnread), then STOP_SENDING tells the peer to stop.
+   * True if the peer was still writing.
    */
-  #stopReading(id: number, code: number): void {
-    discardUnread(this.native, id);
+  #stopReading(id: number, code: number): boolean {
+    const open = discardUnread(this.native, id);
     this.#shutdown(id, SHUTDOWN_READ, code);
+    return open;
   }
 
   /**

@@ -73,8 +73,6 @@ export class QuicStream extends Duplex {
   /** Bytes quiche took from us on this stream. */
   #sent = 0;
   #resetCode = 0;
-  /** The peer sent STOP_SENDING while our reader was behind (see checkStopped). */
-  #peerStopped = false;
   #idleTimer: NodeJS.Timeout | undefined;
 
   constructor(host: StreamHost, id: number, created: boolean, writeBuffer: number) {
@@ -336,39 +334,10 @@ export class QuicStream extends Duplex {
    * without returning its connection credit (see discardUnread). So a peer that gives up on a
    * stream it has written to first sends only STOP_SENDING, and resets its side a little later
    * (QuicConnection#resetLater); the connection calls this for such readers whenever datagrams
-   * arrive. Once the peer has stopped reading, everything quiche holds for this stream is taken
-   * into our reader's buffer at once, past its limit (the stream window bounds it): its credit
-   * goes back before any reset can come, and a peer that had finished writing (a FIN, no reset
-   * to follow) loses nothing. Our side's writes fail as before, on the next one.
+   * arrive, and a stopped stream is destroyed here, its unread data discarded with credit.
    */
   checkStopped(): void {
-    if (!this.readerBehind || !this.#created) return;
-    if (!this.#peerStopped) {
-      try {
-        this.#native.streamCapacity(this.id);
-        return;
-      } catch (err) {
-        if (!/^StreamStopped\(/.test(err instanceof Error ? err.message : String(err))) return void this.#stillOpen();
-        this.#peerStopped = true;
-      }
-    }
-    for (;;) {
-      let r: [number, boolean] | null;
-      try {
-        r = this.#native.streamRecv(this.id, scratch);
-      } catch (err) {
-        this.#fail(err);
-        return;
-      }
-      if (r === null) return;
-      const [n, fin] = r;
-      if (n > 0) this.push(Buffer.from(scratch.subarray(0, n)));
-      if (fin) {
-        this.#readDone = true;
-        this.push(null);
-        return;
-      }
-    }
+    if (this.readerBehind) this.#stillOpen();
   }
 
   /** quiche reports stream errors as Error strings; turn them into ours. */
